@@ -1,0 +1,47 @@
+"""Victim models: architectures, a registry, training and safetensors I/O."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from advlab.models.architectures import SeedMLP, SmallCNN
+from advlab.models.io import ModelFileError, load_model, read_config, save_model
+from advlab.models.registry import available_models, build_model, register_model
+from advlab.models.training import TrainConfig, accuracy, predict, train_model
+
+__all__ = [
+    "SeedMLP",
+    "SmallCNN",
+    "ModelFileError",
+    "TrainConfig",
+    "accuracy",
+    "available_models",
+    "build_any",
+    "build_model",
+    "load_model",
+    "predict",
+    "read_config",
+    "register_model",
+    "save_model",
+    "train_model",
+    "DEFAULT_TRAINING",
+]
+
+# Training settings used by `advlab train` and the demo (seeded; a few seconds on 2 CPU cores).
+DEFAULT_TRAINING: dict[str, dict[str, Any]] = {
+    "seed-mlp": {"epochs": 30, "batch_size": 32, "lr": 3e-3},
+    "cnn": {"epochs": 8, "batch_size": 64, "lr": 1e-3},
+}
+
+
+def build_any(config: dict[str, Any]) -> nn.Module:
+    """Rebuild a model from a saved config, including defended wrappers (``wrapper`` key)."""
+    if "name" not in config:
+        raise ModelFileError("config.json has no 'name' (the architecture)")
+    return build_model(config["name"], **config.get("kwargs", {}))
+
+from advlab.models.zoo import default_cache_dir, trained_model  # noqa: E402
+
+__all__ += ["trained_model", "default_cache_dir"]

@@ -1,0 +1,55 @@
+"""Trained reference models, trained once with the default settings and cached on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from advlab.models.io import load_model, save_model
+from advlab.models.registry import build_model
+from advlab.models.training import TrainConfig, accuracy, train_model
+
+__all__ = ["trained_model", "default_cache_dir"]
+
+
+def default_cache_dir() -> Path:
+    """``$ADVLAB_CACHE`` or ``~/.cache/advlab``."""
+    return Path(os.environ.get("ADVLAB_CACHE", Path.home() / ".cache" / "advlab"))
+
+
+def trained_model(
+    name: str,
+    dataset: str = "mnist-sample",
+    *,
+    cache_dir: str | Path | None = None,
+    training: dict[str, Any] | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> nn.Module:
+    """Model ``name`` trained on ``dataset`` with the default (or given) settings.
+
+    The result is cached under ``cache_dir`` keyed by every setting, so a second call loads the
+    safetensors file instead of training again.
+    """
+    from advlab.data import load_data
+    from advlab.models import DEFAULT_TRAINING
+
+    settings = dict(DEFAULT_TRAINING.get(name, {}))
+    settings.update(training or {})
+    kwargs = dict(model_kwargs or {})
+    key = json.dumps({"name": name, "dataset": dataset, "training": settings, "kwargs": kwargs}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    folder = Path(cache_dir or default_cache_dir()) / "models" / f"{name}-{dataset}-{digest}"
+    if (folder / "model.safetensors").is_file() and (folder / "config.json").is_file():
+        return load_model(folder)
+    data = load_data(dataset)
+    model = build_model(name, **kwargs)
+    history = train_model(model, data.x_train, data.y_train, TrainConfig(**settings), progress=progress, description=f"training {name}")
+    acc = accuracy(model, data.x_test, data.y_test)
+    save_model(model, folder, dataset=dataset, training=settings, test_accuracy=acc, train_seconds=history["seconds"])
+    return load_model(folder)

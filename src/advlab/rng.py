@@ -1,0 +1,107 @@
+"""Counter-based random numbers: the noise a sample receives depends only on the seed, the
+sample's global index and a stream number, never on the batch it happens to be in.
+
+This is what makes every advlab attack give the same per-sample result whatever the batch
+size, the number of processes an evaluation is sharded over, or the device (the hash is
+pure integer arithmetic, identical on CPU and CUDA).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = ["CounterRNG"]
+
+_M32 = 0xFFFFFFFF
+
+
+def _mix32(x: Tensor) -> Tensor:
+    """A 32-bit integer finaliser (avalanche mixing) on int64 tensors holding values < 2**32."""
+    x = (((x >> 16) ^ x) * 0x45D9F3B) & _M32
+    x = (((x >> 16) ^ x) * 0x45D9F3B) & _M32
+    return (x >> 16) ^ x
+
+
+class CounterRNG:
+    """Deterministic per-sample noise.
+
+    Parameters
+    ----------
+    seed:
+        Any non-negative integer.
+
+    Examples
+    --------
+    >>> rng = CounterRNG(0)
+    >>> a = rng.uniform(torch.tensor([3, 4]), stream=0, shape=(5,))
+    >>> bool((a[1] == rng.uniform(torch.tensor([4]), 0, (5,))[0]).all())
+    True
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        if not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        self.seed = seed
+        self._seed_key = int(_mix32(torch.tensor(seed * 0x9E3779B1 & _M32)).item())
+
+    def _bits(self, index: Tensor, stream: int, n: int, device: torch.device | str | None) -> Tensor:
+        index = torch.as_tensor(index, device=device).long().reshape(-1) & _M32
+        base = _mix32((index * 0x85EBCA6B + self._seed_key) & _M32)
+        base = _mix32((base + (stream * 0xC2B2AE35 & _M32)) & _M32)
+        pos = (torch.arange(n, device=base.device, dtype=torch.long) * 0x27D4EB2F) & _M32
+        return _mix32(_mix32(base[:, None] ^ pos[None, :]) ^ 0x5BD1E995)
+
+    def uniform(
+        self,
+        index: Tensor,
+        stream: int,
+        shape: tuple[int, ...] | torch.Size = (),
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> Tensor:
+        """Uniform numbers in the open interval (0, 1), shape ``(len(index), *shape)``."""
+        shape = tuple(shape)
+        n = math.prod(shape) if shape else 1
+        bits = self._bits(index, stream, n, device)
+        u = ((bits >> 8).to(torch.float64) + 0.5) / float(1 << 24)
+        return u.to(dtype).reshape((-1,) + shape)
+
+    def normal(
+        self,
+        index: Tensor,
+        stream: int,
+        shape: tuple[int, ...] | torch.Size = (),
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> Tensor:
+        """Standard normal numbers (Box-Muller), shape ``(len(index), *shape)``."""
+        shape = tuple(shape)
+        u1 = self.uniform(index, 2 * stream + 1, shape, device, torch.float64)
+        u2 = self.uniform(index, 2 * stream + 2, shape, device, torch.float64)
+        z = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2 * math.pi * u2)
+        return z.to(dtype)
+
+    def randint(
+        self,
+        index: Tensor,
+        stream: int,
+        high: int | Tensor,
+        shape: tuple[int, ...] | torch.Size = (),
+        device: torch.device | str | None = None,
+    ) -> Tensor:
+        """Integers in ``[0, high)``; ``high`` may be a per-sample tensor."""
+        u = self.uniform(index, stream, shape, device, torch.float64)
+        h = torch.as_tensor(high, device=u.device, dtype=torch.float64)
+        if h.dim() == 1:
+            h = h.reshape((-1,) + (1,) * (u.dim() - 1))
+        return torch.minimum((u * h).floor(), h - 1).long()
+
+    def permutation(self, index: Tensor, stream: int, n: int, device: torch.device | str | None = None) -> Tensor:
+        """One random permutation of ``range(n)`` per sample, shape ``(len(index), n)``."""
+        return self.uniform(index, stream, (n,), device, torch.float64).argsort(dim=1)
+
+    def __repr__(self) -> str:
+        return f"CounterRNG(seed={self.seed})"

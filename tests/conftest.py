@@ -1,0 +1,38 @@
+"""Shared fixtures: the embedded MNIST sample and small models trained once per machine.
+
+Models are trained with the library's default settings and cached in pytest's cache folder,
+so the first test session trains them (about 15 s on 2 cores) and later ones load them.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    from advlab.data import load_data
+
+    return load_data("mnist-sample")
+
+
+@pytest.fixture(scope="session")
+def model_cache(request):
+    return request.config.cache.mkdir("advlab-models")
+
+
+@pytest.fixture(scope="session")
+def seed_mlp(model_cache):
+    from advlab.models import trained_model
+
+    return trained_model("seed-mlp", cache_dir=model_cache)
+
+
+@pytest.fixture(scope="session")
+def cnn(model_cache):
+    from advlab.models import trained_model
+
+    return trained_model("cnn", cache_dir=model_cache)
