@@ -63,25 +63,32 @@ class BodyLimit:
         if length is not None and length.isdigit() and int(length) > self.limit:
             await _send_json(send, 413, {"detail": f"request body too large: {int(length)} bytes (limit {self.limit})"})
             return
+        # Read the body up to the limit before the app sees it, so an oversized chunked body
+        # is refused with 413 too (FastAPI would turn an error while parsing into a 400).
+        chunks: list[bytes] = []
         seen = 0
-
-        async def limited_receive() -> dict:
-            nonlocal seen
+        more = True
+        while more:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge()
-            return message
+            if message["type"] != "http.request":
+                break
+            body = message.get("body", b"")
+            seen += len(body)
+            if seen > self.limit:
+                await _send_json(send, 413, {"detail": f"request body too large (limit {self.limit} bytes)"})
+                return
+            chunks.append(body)
+            more = message.get("more_body", False)
+        replayed = False
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            await _send_json(send, 413, {"detail": f"request body too large (limit {self.limit} bytes)"})
+        async def replay() -> dict:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
 
-
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, replay, send)
 
 
 async def _send_json(send: Any, status: int, body: dict) -> None:
