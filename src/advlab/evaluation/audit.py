@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from advlab.evaluation.aggregate import Folded
+from advlab.evaluation.ensemble import label
 from advlab.evaluation.plan import ThreatSpec
 from advlab.evaluation.units import ROBUST, Job
 
@@ -244,6 +245,12 @@ def _threat_checks(
         out.append(Check("iterative-vs-single-step", "Iterative attacks beat single-step ones", "skipped", "no single-step attack (fgsm) is registered for this threat model.", "", threat=key))
 
     head = folds[-1]
+    cascade = job.cascades[key]
+    black_in_cascade = [i for i, a in enumerate(cascade) if a.knowledge == "black"]
+    if spec.knowledge == "white" and black_in_cascade and "blackbox_broken" not in audit:
+        # a black-box member runs after the white-box ones: what it broke, they missed
+        i = black_in_cascade[0]
+        audit = {**audit, "blackbox_broken": mains[-1]["broken_by"] == i, "blackbox_attack": label(cascade[i]) + " (in the cascade)"}
     if "blackbox_broken" in audit:
         k = int(np.asarray(audit["blackbox_broken"]).sum())
         share = _share(k, n)

@@ -88,9 +88,10 @@ def auto_cascade(spec: ThreatSpec, seed: int) -> list[Attack]:
                 return members
     out: list[Attack] = []
     if spec.knowledge == "white":
-        has_apgd = any(n.startswith("apgd") for n in registry)
         for name, params in WHITE_CANDIDATES:
-            if name not in registry or (has_apgd and name in _REDUNDANT_WITH_APGD):
+            if name not in registry:
+                continue
+            if name in _REDUNDANT_WITH_APGD and any(a.name.startswith("apgd") for a in out):
                 continue
             try:
                 atk = registry[name](seed=seed, **params)
