@@ -33,7 +33,8 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
         Launch with `torchrun --nproc_per_node N -m advlab evaluate ...` to shard the samples.
         """
         with user_errors():
-            from advlab.evaluation import ThreatSpec, as_plan, evaluate as run
+            from advlab.evaluation import ThreatSpec, as_plan
+            from advlab.evaluation import evaluate as run
 
             overrides: dict = {"samples": samples, "seed": seed, "batch_size": batch_size}
             if minimal is not None:

@@ -59,6 +59,26 @@ def _cost(unit: dict[str, Any] | None, k: int | None = None) -> tuple[int, int, 
     return int(unit["forwards"][k]), int(unit["backwards"][k]), float(unit["seconds"][k])
 
 
+@dataclass
+class _Tally:
+    """Per-sample state while folding one budget: each stage is credited with the samples it
+    breaks among those still robust."""
+
+    robust: np.ndarray
+    source: np.ndarray
+    x_adv: np.ndarray
+    stages: list[Stage] = field(default_factory=list)
+
+    def credit(self, stage: Stage, hit: np.ndarray, adv: np.ndarray | None) -> None:
+        hit = hit & self.robust
+        stage.broken = int(hit.sum())
+        self.source[hit] = len(self.stages)
+        if adv is not None:
+            self.x_adv[hit] = adv[hit]
+        self.robust[hit] = False
+        self.stages.append(stage)
+
+
 def fold_batch(
     job: Job,
     spec: ThreatSpec,
@@ -78,19 +98,10 @@ def fold_batch(
     out: list[Folded] = []
     previous: Folded | None = None
     for k, eps in enumerate(spec.eps):
-        robust = correct.copy()
-        source = np.full(len(y_np), -1, dtype=np.int64)
-        x_adv = x_np.copy()
-        stages: list[Stage] = []
-
-        def credit(stage: Stage, hit: np.ndarray, adv: np.ndarray | None) -> None:
-            hit = hit & robust
-            stage.broken = int(hit.sum())
-            source[hit] = len(stages)
-            if adv is not None:
-                x_adv[hit] = adv[hit]
-            robust[hit] = False
-            stages.append(stage)
+        tally = _Tally(correct.copy(), np.full(len(y_np), -1, dtype=np.int64), x_np.copy())
+        credit = tally.credit
+        robust, source, stages = tally.robust, tally.source, tally.stages
+        x_adv = tally.x_adv
 
         clean = Stage("clean", "clean", forwards=len(y_np))
         clean.broken = int((~correct).sum())
@@ -139,7 +150,7 @@ def fold_all(batches: list[list[Folded]]) -> list[Folded]:
         for p in parts:
             if [s.label for s in p.stages] != [s.label for s in stages]:
                 raise RuntimeError("batches disagree on the stages of the evaluation")
-            for total, s in zip(stages, p.stages):
+            for total, s in zip(stages, p.stages, strict=True):
                 total.add(s)
         out.append(
             Folded(

@@ -202,7 +202,7 @@ def _threat_checks(
     rises = [(spec.eps[i], spec.eps[i + 1]) for i in range(len(raw_acc) - 1) if raw_acc[i + 1] > raw_acc[i]]
     inversions = sum(int((~raw[i] & raw[i + 1] & correct).sum()) for i in range(len(raw) - 1))
     verdict = "fail" if rises else ("warn" if inversions else "pass")
-    curve = ", ".join(f"{e:g}: {_pct(a)}" for e, a in zip(spec.eps, raw_acc))
+    curve = ", ".join(f"{e:g}: {_pct(a)}" for e, a in zip(spec.eps, raw_acc, strict=True))
     out.append(
         Check(
             "eps-monotone",
@@ -214,7 +214,7 @@ def _threat_checks(
             "attack is not finding the worst case.",
             threat=key,
             actions=["restarts"] if verdict == "fail" else [],
-            numbers={"raw_robust_accuracy": dict(zip([str(e) for e in spec.eps], raw_acc)), "inversions": inversions},
+            numbers={"raw_robust_accuracy": dict(zip([str(e) for e in spec.eps], raw_acc, strict=True)), "inversions": inversions},
         )
     )
 

@@ -64,7 +64,6 @@ class Cluster:
 def cluster_from_env(device: str | torch.device | None = None) -> Cluster:
     """Join the process group ``torchrun`` describes in the environment (or run alone)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if device is None:
         dev = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")

@@ -98,7 +98,7 @@ def _threat_block(job: Job, spec: Any, folds: list[Folded], units: dict[str, Any
                         "backwards": st.backwards,
                         "seconds": st.seconds,
                     }
-                    for st, ra in zip(f.stages, robust_after)
+                    for st, ra in zip(f.stages, robust_after, strict=True)
                 ],
                 "per_class": per_class,
             }
@@ -168,7 +168,7 @@ def _examples(job: Job, spec: Any, fold: Folded, units: dict[str, Any], count: i
                 "clean_pred": int(clean_p[j].argmax()),
                 "adv_pred": int(adv_p[j].argmax()),
                 "broken_by": fold.stages[src].label if src >= 0 else None,
-                "perturbation": float(lp.measure((x_adv[j : j + 1] - x[j : j + 1]))[0]),
+                "perturbation": float(lp.measure(x_adv[j : j + 1] - x[j : j + 1])[0]),
                 "clean_probabilities": [round(float(v), 5) for v in clean_p[j]],
                 "adv_probabilities": [round(float(v), 5) for v in adv_p[j]],
                 "shape": list(x.shape[1:]),

@@ -23,7 +23,7 @@ from torch import nn
 from advlab.evaluation.aggregate import Folded, concat_units, fold_all, fold_batch
 from advlab.evaluation.audit import escalation_actions, run_checks
 from advlab.evaluation.distributed import Cluster, cluster_from_env
-from advlab.evaluation.ensemble import build_cascade, blackbox_members, minimal_attack
+from advlab.evaluation.ensemble import blackbox_members, build_cascade, minimal_attack
 from advlab.evaluation.plan import EvaluationPlan, as_plan
 from advlab.evaluation.results import EvaluationResult, build_results, write_json
 from advlab.evaluation.store import Store
