@@ -293,7 +293,7 @@ def _registered(*names: str) -> bool:
 @pytest.mark.skipif(not _registered("apgd", "fgsm"), reason="needs the white-box attacks")
 def test_standard_cnn_is_not_robust_and_the_audit_is_clean(cnn, tmp_path):
     result = advlab.evaluate(cnn, "mnist-sample", samples=50, batch_size=50, out=tmp_path, examples=2,
-                             threats=[ThreatSpec("linf", (0.1, 0.3))])
+                             threats=[ThreatSpec("linf", (0.3,))])
     assert result.clean_accuracy >= 0.9
     assert result.robust_accuracy(0.3) <= 0.02
     failed = [c["id"] for c in result.checks if c["verdict"] == "fail"]

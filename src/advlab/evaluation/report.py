@@ -9,7 +9,6 @@ embedded in one self-contained file (:mod:`advlab.report`).
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 from typing import Any
@@ -22,25 +21,15 @@ GOOD, BAD, NEUTRAL, ACCENT, WARN = "#1d7a46", "#b42318", "#1f2430", "#2f5fd0", "
 
 
 def _api() -> Any:
-    """The report module (:mod:`advlab.report`), or the small built-in fallback."""
-    try:
-        import advlab.report as api  # type: ignore[import-not-found]
+    import advlab.report as api
 
-        api.Section  # noqa: B018
-        return api
-    except (ImportError, AttributeError):  # pragma: no cover - until advlab.report lands
-        from advlab.evaluation import _html_fallback as api
-
-        return api
+    return api
 
 
 def _png(fig: Any) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from advlab.report import to_png
 
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", facecolor="white")
-    return buf.getvalue()
+    return to_png(fig)
 
 
 def _figure(w: float, h: float) -> Any:
@@ -265,7 +254,7 @@ def render_report(results: dict[str, Any], folder: str | Path) -> Path:
             folder,
             "Robustness evaluation",
             sections(results),
-            subtitle=results["summary"],
+            subtitle=f"{results['model']['name']} on {results['data']['name']}: {results['threats'][0]['threat_model']}",
             facts=facts,
             save_figures=False,
         )
