@@ -19,14 +19,18 @@ from advlab.attacks.registry import (
     make_attack,
     register,
 )
+from advlab.attacks.output_matching import OutputMatching, OutputMatchingNoise, fooling_images
 
 __all__ = [
     "Attack",
     "AttackError",
     "Batch",
+    "OutputMatching",
+    "OutputMatchingNoise",
     "UnknownAttackError",
     "attack_class",
     "available_attacks",
+    "fooling_images",
     "get_attack",
     "make_attack",
     "register",
