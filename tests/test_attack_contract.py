@@ -111,7 +111,11 @@ def test_seeded_runs_are_identical_and_batch_size_does_not_matter(name, seed_mlp
     assert torch.equal(a.forwards, b.forwards) and torch.equal(a.backwards, b.backwards)
     c = atk(seed_mlp, x, y, threat, targets=targets, batch_size=7)
     assert torch.equal(a.success, c.success), "per-sample success depends on the batch size"
-    assert torch.allclose(a.x_adv, c.x_adv, atol=1e-5), "per-sample output depends on the batch size"
+    # Matrix kernels round differently with the batch size, and adaptive steps (Adam) can
+    # amplify that to ~1e-5; a real dependence (noise drawn per batch, batch-wide statistics)
+    # shows as differences of the order of the step size.
+    diff = (a.x_adv - c.x_adv).abs()
+    assert torch.allclose(a.x_adv, c.x_adv, atol=1e-4), f"per-sample output depends on the batch size: max {float(diff.max()):.3g}, {int((diff > 1e-5).sum())} coordinates"
     assert torch.equal(a.forwards, c.forwards) and torch.equal(a.backwards, c.backwards)
 
 
