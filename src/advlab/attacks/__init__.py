@@ -5,6 +5,13 @@ Use :func:`get_attack` (by name) or the classes directly; every attack is called
 """
 
 from advlab.attacks.base import Attack, AttackError, Batch
+
+# Minimal-norm and sparse attacks (importing registers them).
+from advlab.attacks.carlini_wagner import CarliniWagnerL2
+from advlab.attacks.ddn import DDN
+from advlab.attacks.deepfool import DeepFool
+from advlab.attacks.fmn import FMN
+from advlab.attacks.jsma import JSMA
 from advlab.attacks.registry import (
     UnknownAttackError,
     attack_class,
@@ -16,6 +23,11 @@ from advlab.attacks.registry import (
 
 __all__ = [
     "Attack",
+    "CarliniWagnerL2",
+    "DDN",
+    "DeepFool",
+    "FMN",
+    "JSMA",
     "AttackError",
     "Batch",
     "UnknownAttackError",
