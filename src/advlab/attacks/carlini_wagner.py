@@ -22,6 +22,7 @@ __all__ = ["CarliniWagnerL2"]
 _ADAM_BETAS = (0.9, 0.999)
 _ADAM_EPS = 1e-8
 _UPPER_START = 1e10
+_TANH_SHRINK = 1e-6  # keeps inputs on the box's faces finite in tanh space
 
 
 @register
@@ -36,13 +37,15 @@ class CarliniWagnerL2(Attack):
     by binary search (grow ``c`` tenfold until the attack succeeds, then bisect).  The
     smallest successful point of all iterations is kept per sample.
 
-    Faster than the paper's settings with no loss of strength on MNIST-size models:
+    Defaults tuned for speed at equal strength (MNIST MLP and CNN, ``benchmarks/minimal_norm.py``):
     ``step_size=0.1`` instead of 0.01 (saturated pixels sit at ``|w| ~ 7`` in tanh space,
-    which Adam at 0.01 needs hundreds of iterations to leave), ``initial_const=0.1`` instead
-    of 0.001 (skips searches that cannot succeed), 9 x 100 iterations instead of 9 x 10,000,
-    and early abort per sample (the paper's rule: stop when the loss has not decreased by
-    0.01% over a tenth of the iterations) and, under a bounded threat model, as soon as the
-    record is inside the ball.
+    which Adam at 0.01 needs hundreds of iterations to leave: 30% success in 9 x 50 steps),
+    ``initial_const=1`` instead of 0.001 (skips searches that cannot succeed), 5 x 100
+    iterations instead of 9 x 10,000, and each search step after the first starts from the
+    best point found so far instead of from ``x`` (``warm_start``; the paper restarts, which
+    needs twice the iterations for the same median L2).  Samples stop early, per sample, by
+    the paper's rule (the loss has not decreased by 0.01% over a tenth of the iterations)
+    and, under a bounded threat model, as soon as the record is inside the ball.
 
     Threat models: ``l2``, ``eps=None`` (the minimal perturbation found) or a bound;
     targeted and untargeted.  Cost per iteration: one forward and one backward pass per
@@ -62,10 +65,13 @@ class CarliniWagnerL2(Attack):
         ``kappa``: the margin (in logits) a success must reach.
     abort_early:
         Stop a sample's search step when its loss stalls.
+    warm_start:
+        Start each search step from the best adversarial point found so far (``False``:
+        from ``x``, as in the paper).
 
     Examples
     --------
-    >>> attack = CarliniWagnerL2(steps=100, search_steps=9)
+    >>> attack = CarliniWagnerL2(steps=100, search_steps=5)
     >>> result = attack(model, x, y, ThreatModel("l2"))  # doctest: +SKIP
     """
 
@@ -77,11 +83,11 @@ class CarliniWagnerL2(Attack):
 
     steps: int = 100
     step_size: float = 0.1
-    search_steps: int = 9
-    initial_const: float = 0.1
+    search_steps: int = 5
+    initial_const: float = 1.0
     confidence: float = 0.0
     abort_early: bool = True
-    warm_start: bool = False
+    warm_start: bool = True
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.search_steps < 1:
@@ -96,8 +102,11 @@ class CarliniWagnerL2(Attack):
         n = len(batch)
         lo, hi = threat.box
         scale = (hi - lo) / 2
-        # tanh space; the factor keeps pixels on the box edges finite.
-        w_clean = torch.atanh(((x - lo) / scale - 1).clamp(-1, 1) * (1 - 1e-6))
+
+        def to_tanh(points: Tensor) -> Tensor:
+            return torch.atanh(((points - lo) / scale - 1).clamp(-1, 1) * (1 - _TANH_SHRINK))
+
+        w_clean = to_tanh(x)
         best = BestAdversarial(x, threat.eps)
         const = torch.full((n,), self.initial_const, device=x.device, dtype=x.dtype)
         lower = torch.zeros_like(const)
@@ -113,8 +122,7 @@ class CarliniWagnerL2(Attack):
             w = w_clean[running].clone()
             if self.warm_start:
                 f = best.found[running]
-                xb = best.x_best[running[f]]
-                w[f] = torch.atanh(((xb - lo) / scale - 1).clamp(-1, 1) * (1 - 1e-6))
+                w[f] = to_tanh(best.x_best[running[f]])
             m = torch.zeros_like(w)
             v = torch.zeros_like(w)
             succeeded = torch.zeros(n, dtype=torch.bool, device=x.device)
