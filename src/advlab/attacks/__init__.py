@@ -5,13 +5,6 @@ Use :func:`get_attack` (by name) or the classes directly; every attack is called
 """
 
 from advlab.attacks.base import Attack, AttackError, Batch
-
-# Minimal-norm and sparse attacks (importing registers them).
-from advlab.attacks.carlini_wagner import CarliniWagnerL2
-from advlab.attacks.ddn import DDN
-from advlab.attacks.deepfool import DeepFool
-from advlab.attacks.fmn import FMN
-from advlab.attacks.jsma import JSMA
 from advlab.attacks.registry import (
     UnknownAttackError,
     attack_class,
@@ -22,16 +15,18 @@ from advlab.attacks.registry import (
 )
 
 # Built-in attacks: importing a module registers its attacks (one line per module).
+# isort: off
 from advlab.attacks import gradient  # noqa: E402,F401,I001  (FGSM, BIM, PGD, MI-FGSM, C&W-Linf)
 from advlab.attacks import apgd  # noqa: E402,F401,I001  (APGD, APGD-T)
+from advlab.attacks import deepfool  # noqa: E402,F401,I001  (DeepFool L2/Linf)
+from advlab.attacks import carlini_wagner  # noqa: E402,F401,I001  (C&W L2)
+from advlab.attacks import fmn  # noqa: E402,F401,I001  (FMN L0/L1/L2/Linf)
+from advlab.attacks import ddn  # noqa: E402,F401,I001  (DDN L2)
+from advlab.attacks import jsma  # noqa: E402,F401,I001  (JSMA L0)
+# isort: on
 
 __all__ = [
     "Attack",
-    "CarliniWagnerL2",
-    "DDN",
-    "DeepFool",
-    "FMN",
-    "JSMA",
     "AttackError",
     "Batch",
     "UnknownAttackError",
