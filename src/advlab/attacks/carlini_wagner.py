@@ -9,7 +9,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from advlab.attacks._minimal import BestAdversarial, adversarial
+from advlab.attacks._minimal import SUCCESS_MARGIN, BestAdversarial
 from advlab.attacks.base import Attack, AttackError, Batch
 from advlab.attacks.registry import register
 from advlab.losses import margin
@@ -123,40 +123,42 @@ class CarliniWagnerL2(Attack):
             if self.warm_start:
                 f = best.found[running]
                 w[f] = to_tanh(best.x_best[running[f]])
-            m = torch.zeros_like(w)
-            v = torch.zeros_like(w)
             succeeded = torch.zeros(n, dtype=torch.bool, device=x.device)
-            prev_loss = torch.full((n,), math.inf, device=x.device, dtype=x.dtype)
-            active = torch.arange(running.numel(), device=x.device)  # positions in `running`
+            # State of the rows still running, compacted whenever some stop.
+            rows, xr, yr, cr = running, x[running], y[running], const[running]
+            m, v = torch.zeros_like(w), torch.zeros_like(w)
+            prev_loss = torch.full_like(cr, math.inf)
             for t in range(1, self.steps + 1):
-                rows = running[active]
-                wa = w[active].requires_grad_(True)
+                w.requires_grad_(True)
                 with torch.enable_grad():
-                    x_adv = lo + scale * (torch.tanh(wa) + 1)
+                    x_adv = lo + scale * (torch.tanh(w) + 1)
                     logits = victim.forward(x_adv, rows)
-                    l2sq = (x_adv - x[rows]).flatten(1).pow(2).sum(dim=1)
-                    f = (-margin(logits, y[rows], threat.targeted)).clamp_min(-self.confidence)
-                    loss = l2sq + const[rows] * f
-                    (grad,) = torch.autograd.grad(loss.sum(), wa)
-                x_adv, logits, loss = x_adv.detach(), logits.detach(), loss.detach()
-                is_adv = adversarial(logits, y[rows], threat.targeted, self.confidence)
-                succeeded[rows] |= is_adv
-                best.update(rows, x_adv, l2sq.detach().sqrt(), is_adv)
+                    l2sq = (x_adv - xr).flatten(1).pow(2).sum(dim=1)
+                    gap = margin(logits, yr, threat.targeted)  # > 0: adversarial
+                    loss = l2sq + cr * (-gap).clamp_min(-self.confidence)
+                    (grad,) = torch.autograd.grad(loss.sum(), w)
+                w, x_adv, loss = w.detach(), x_adv.detach(), loss.detach()
+                is_adv = gap.detach() > max(self.confidence, SUCCESS_MARGIN)
+                if bool(is_adv.any()):
+                    succeeded[rows[is_adv]] = True
+                    best.update(rows, x_adv, l2sq.detach().sqrt(), is_adv)
 
-                # Adam on the rows still running (every row has taken the same t steps).
-                m[active] = b1 * m[active] + (1 - b1) * grad
-                v[active] = b2 * v[active] + (1 - b2) * grad * grad
-                m_hat = m[active] / (1 - b1**t)
-                v_hat = v[active] / (1 - b2**t)
-                w[active] = w[active] - self.step_size * m_hat / (v_hat.sqrt() + _ADAM_EPS)
+                # Adam (every running row has taken the same t steps).
+                m.mul_(b1).add_(grad, alpha=1 - b1)
+                v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+                step = (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt_().add_(_ADAM_EPS))
+                w.sub_(step, alpha=self.step_size)
 
                 keep = ~best.good_enough(rows)
                 if self.abort_early and t % check_every == 0:
-                    keep &= loss <= 0.9999 * prev_loss[rows]
-                    prev_loss[rows] = loss
-                active = active[keep]
-                if active.numel() == 0:
-                    break
+                    keep &= loss <= 0.9999 * prev_loss
+                    prev_loss = loss
+                if not bool(keep.all()):
+                    if not bool(keep.any()):
+                        break
+                    rows, xr, yr, cr, w, m, v, prev_loss = (
+                        a[keep] for a in (rows, xr, yr, cr, w, m, v, prev_loss)
+                    )
 
             # Binary search on c, per sample.
             hit = succeeded[running]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import ClassVar
 
 import torch
@@ -82,7 +83,7 @@ class DDN(Attack):
         for i in range(self.steps):
             alpha = cosine(i, self.steps, self.step_size, self.step_size / 100)
             x_adv = x[active] + delta[active]
-            _, grad, logits = victim.value_and_grad(x_adv, lambda z, ya=y[active]: cross_entropy(z, ya, threat.targeted), active)
+            _, grad, logits = victim.value_and_grad(x_adv, partial(cross_entropy, y=y[active], targeted=threat.targeted), active)
             is_adv = adversarial(logits, y[active], threat.targeted)
             best.update(active, x_adv, lp.measure(delta[active]), is_adv)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import ClassVar
 
 import torch
@@ -104,7 +105,7 @@ class FMN(Attack):
             alpha = cosine(i, self.steps, alpha0, alpha0 / 100)
             gamma = cosine(i, self.steps, self.gamma, self.gamma_final)
             x_adv = x[active] + delta[active]
-            gap, grad, logits = victim.value_and_grad(x_adv, lambda z, ya=y[active]: margin(z, ya, threat.targeted), active)
+            gap, grad, logits = victim.value_and_grad(x_adv, partial(margin, y=y[active], targeted=threat.targeted), active)
             grad = feasible(grad, x_adv, threat.box)
             d_norm = lp.measure(delta[active])
             is_adv = adversarial(logits, y[active], threat.targeted)

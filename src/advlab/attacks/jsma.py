@@ -21,8 +21,8 @@ __all__ = ["JSMA"]
 # Elements of the (rows, D, D) pair-score tensor computed at once: bounds memory (~32 MB per
 # temporary) whatever the input size; 784 features give 13 rows per chunk.
 _PAIR_CHUNK = 1 << 23
-# Features whose pairs are searched first (see _best_pairs).
-_SHORTLIST = 96
+# Features per round of the branch-and-bound pair search (see _best_pairs).
+_SHORTLIST = 64
 
 
 @register
@@ -122,40 +122,61 @@ def _best_pairs(alpha: Tensor, beta: Tensor, domain: Tensor) -> tuple[Tensor, Te
     ``relu(alpha_p + alpha_q) * relu(-(beta_p + beta_q))``; ``ok`` is False where no pair
     has a positive score.
 
-    Exact, and fast by branch and bound: every pair containing ``p`` scores at most
-    ``U_p = relu(alpha_p + max alpha) * relu(-(beta_p + min beta))``.  The search runs over
-    pairs of the ``_SHORTLIST`` features with the largest bounds; where the best of those
-    beats the largest bound left out, no other pair can win.  Only the other rows pay for
-    the full ``D x D`` search.
+    Exact, and fast by branch and bound, in three rounds, each only on the rows the previous
+    one could not settle:
+
+    1. pairs within the ``k`` features with the largest bound
+       ``U_p = relu(alpha_p + max alpha) * relu(-(beta_p + min beta))`` (no pair containing
+       ``p`` scores more): settled if the best beats the ``(k+1)``-th bound;
+    2. pairs with one feature among the ``k`` largest ``alpha`` or ``k`` smallest ``beta``
+       and the other anywhere (``2k x D``);
+    3. pairs of the remaining features whose bound
+       ``relu(alpha_p + alpha_(k+1)) * relu(-(beta_p + beta_(k+1)))`` (no pair of two
+       remaining features scores more) beats round 2's best; at most ``D x D``.
     """
     b, d = alpha.shape
     a = alpha.masked_fill(~domain, float("-inf"))
-    bound = (a + a.amax(dim=1, keepdim=True)).clamp_min(0) * (-(beta + beta.masked_fill(~domain, float("inf")).amin(dim=1, keepdim=True))).clamp_min(0)
-    k = min(d, _SHORTLIST)
-    top = bound.topk(k, dim=1)
-    pairs, value = _pair_search(a.gather(1, top.indices), beta.gather(1, top.indices))
-    pairs = top.indices.gather(1, pairs)
-    if k < d:
-        # The best pair is certified unless a left-out feature's bound could beat it.
-        unsure = (value < top.values[:, -1]).nonzero().squeeze(1)
-        if unsure.numel():
-            full_pairs, full_value = _pair_search(a[unsure], beta[unsure])
-            pairs[unsure], value[unsure] = full_pairs, full_value
+    neg_b = (-beta).masked_fill(~domain, float("-inf"))
+    k = min(d - 1, _SHORTLIST)
+    bound = (a + a.amax(dim=1, keepdim=True)).clamp_min(0) * (neg_b + neg_b.amax(dim=1, keepdim=True)).clamp_min(0)
+    top = bound.topk(k + 1, dim=1)
+    pairs, value = _pair_search(a, beta, top.indices[:, :k], top.indices[:, :k])
+    unsure = (value < top.values[:, -1]).nonzero().squeeze(1)
+    if unsure.numel():
+        a_u, b_u, nb_u = a[unsure], beta[unsure], neg_b[unsure]
+        top_a, top_b = a_u.topk(k + 1, dim=1), nb_u.topk(k + 1, dim=1)
+        everything = torch.arange(d, device=a.device).expand(unsure.numel(), d)
+        first = torch.cat([top_a.indices[:, :k], top_b.indices[:, :k]], dim=1)
+        p2, v2 = _pair_search(a_u, b_u, first, everything)
+        # Round 3: a better pair has both features outside round 2's and both bounds above v2.
+        outside = (a_u + top_a.values[:, -1:]).clamp_min(0) * (nb_u + top_b.values[:, -1:]).clamp_min(0)
+        outside.scatter_(1, first, -1.0)
+        contenders = (outside > v2[:, None]).sum(dim=1)
+        still = (contenders > 1).nonzero().squeeze(1)
+        if still.numel():
+            pool = outside[still].topk(int(contenders[still].max()), dim=1).indices
+            p3, v3 = _pair_search(a_u[still], b_u[still], pool, pool)
+            better = v3 > v2[still]
+            p2[still[better]], v2[still[better]] = p3[better], v3[better]
+        pairs[unsure], value[unsure] = p2, v2
     return pairs, value > 0
 
 
-def _pair_search(a: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:
-    """Exhaustive pair search, in chunks of bounded memory: best pair and its score per row."""
-    b, d = a.shape
+def _pair_search(a: Tensor, beta: Tensor, first: Tensor, second: Tensor) -> tuple[Tensor, Tensor]:
+    """Best pair per row with its first feature among ``first`` (rows, m) and its second
+    among ``second`` (rows, n), exhaustively, in chunks of bounded memory: pairs and scores."""
+    b = a.shape[0]
+    m, n = first.shape[1], second.shape[1]
     pairs = torch.zeros(b, 2, dtype=torch.long, device=a.device)
     value = torch.zeros(b, dtype=a.dtype, device=a.device)
-    chunk = max(1, _PAIR_CHUNK // (d * d))
+    chunk = max(1, _PAIR_CHUNK // (m * n))
     for s in range(0, b, chunk):
+        f, g = first[s : s + chunk], second[s : s + chunk]
         a_c, b_c = a[s : s + chunk], beta[s : s + chunk]
-        score = (a_c[:, :, None] + a_c[:, None, :]).clamp_min_(0)
-        score.mul_((b_c[:, :, None] + b_c[:, None, :]).neg_().clamp_min_(0))
-        score.diagonal(dim1=1, dim2=2).zero_()
+        score = (a_c.gather(1, f)[:, :, None] + a_c.gather(1, g)[:, None, :]).clamp_min_(0)
+        score.mul_((b_c.gather(1, f)[:, :, None] + b_c.gather(1, g)[:, None, :]).neg_().clamp_min_(0))
+        score.masked_fill_(f[:, :, None] == g[:, None, :], 0.0)  # a feature does not pair with itself
         value[s : s + chunk], flat = score.reshape(score.shape[0], -1).max(dim=1)
-        pairs[s : s + chunk, 0] = flat // d
-        pairs[s : s + chunk, 1] = flat % d
+        pairs[s : s + chunk, 0] = f.gather(1, (flat // n)[:, None]).squeeze(1)
+        pairs[s : s + chunk, 1] = g.gather(1, (flat % n)[:, None]).squeeze(1)
     return pairs, value
