@@ -31,7 +31,7 @@ __all__ = ["FMN"]
 
 # Initial step sizes (L2-normalised gradient steps, then projection), tuned on the MNIST
 # MLP and CNN; the schedule anneals each to 1/100 of its start.
-DEFAULT_STEP_SIZE = {"l0": 1.0, "l1": 5.0, "l2": 1.0, "linf": 10.0}
+DEFAULT_STEP_SIZE = {"l0": 1.0, "l1": 1.0, "l2": 1.0, "linf": 10.0}
 
 
 @register
@@ -57,7 +57,7 @@ class FMN(Attack):
         Number of steps.
     step_size:
         Initial step length ``alpha``; ``None`` picks a per-norm default
-        (L0: 1, L1: 5, L2: 1, Linf: 10).
+        (L0, L1, L2: 1; Linf: 10).
     gamma:
         Initial relative change of the radius (annealed to ``gamma_final``).
     gamma_final:
