@@ -45,7 +45,7 @@ class JSMA(Attack):
 
     Threat model: ``l0``; ``eps=None`` (stop at ``gamma``) or a count of features (the
     tighter of the two).  Cost per step: one forward and two backward passes per sample
-    still running; at most ``gamma * D / 2`` steps.
+    still running; at most ``gamma * D / 2`` steps (or ``steps``).
 
     Parameters
     ----------
@@ -54,6 +54,8 @@ class JSMA(Attack):
         direction).
     gamma:
         Largest fraction of the features that may change (14.5% in the paper's MNIST runs).
+    steps:
+        Largest number of pairs changed (``None``: as many as ``gamma`` allows).
 
     Examples
     --------
@@ -69,8 +71,11 @@ class JSMA(Attack):
 
     theta: float = 1.0
     gamma: float = 0.145
+    steps: int | None = None
 
     def __post_init__(self) -> None:
+        if self.steps is not None and self.steps < 1:
+            raise AttackError(f"steps must be >= 1 or None, got {self.steps}")
         if self.theta == 0 or not math.isfinite(self.theta):
             raise AttackError(f"theta must be a non-zero number, got {self.theta}")
         if not 0 < self.gamma <= 1:
@@ -84,6 +89,8 @@ class JSMA(Attack):
         budget = math.floor(self.gamma * d)
         if threat.eps is not None:
             budget = min(budget, int(threat.eps))
+        if self.steps is not None:
+            budget = min(budget, 2 * self.steps)
         x_adv = x.clone().reshape(n, d)
         # Search domain: features not used yet that can still move in the direction of theta.
         domain = x_adv < hi if sign > 0 else x_adv > lo
