@@ -4,7 +4,19 @@ Use :func:`get_attack` (by name) or the classes directly; every attack is called
 ``attack(model, x, y, threat) -> AttackResult``.
 """
 
+# Built-in attack modules register their attacks on import: one line per module.
+from advlab.attacks import (  # noqa: F401
+    apgd,  # APGD, APGD-T
+    carlini_wagner,  # C&W L2
+    ddn,  # DDN (L2)
+    deepfool,  # DeepFool (L2, Linf)
+    ensemble,  # the AutoAttack-style cascade
+    fmn,  # FMN (L0, L1, L2, Linf)
+    gradient,  # FGSM, BIM, PGD, MI-FGSM, C&W-Linf
+    jsma,  # JSMA (L0)
+)
 from advlab.attacks.base import Attack, AttackError, Batch
+from advlab.attacks.output_matching import OutputMatching, OutputMatchingNoise, fooling_images
 from advlab.attacks.registry import (
     UnknownAttackError,
     attack_class,
@@ -14,24 +26,16 @@ from advlab.attacks.registry import (
     register,
 )
 
-# Built-in attacks: importing a module registers its attacks (one line per module).
-# isort: off
-from advlab.attacks import gradient  # noqa: E402,F401,I001  (FGSM, BIM, PGD, MI-FGSM, C&W-Linf)
-from advlab.attacks import apgd  # noqa: E402,F401,I001  (APGD, APGD-T)
-from advlab.attacks import deepfool  # noqa: E402,F401,I001  (DeepFool L2/Linf)
-from advlab.attacks import carlini_wagner  # noqa: E402,F401,I001  (C&W L2)
-from advlab.attacks import fmn  # noqa: E402,F401,I001  (FMN L0/L1/L2/Linf)
-from advlab.attacks import ddn  # noqa: E402,F401,I001  (DDN L2)
-from advlab.attacks import jsma  # noqa: E402,F401,I001  (JSMA L0)
-# isort: on
-
 __all__ = [
     "Attack",
     "AttackError",
     "Batch",
+    "OutputMatching",
+    "OutputMatchingNoise",
     "UnknownAttackError",
     "attack_class",
     "available_attacks",
+    "fooling_images",
     "get_attack",
     "make_attack",
     "register",
