@@ -128,7 +128,10 @@ def test_passes_are_counted(name, seed_mlp, data):
     attacked = res.clean_pred == y if not res.threat.targeted else res.clean_pred != res.target
     assert bool((res.forwards[attacked] > 0).all()), "an attacked sample spent no forward pass"
     assert bool((res.forwards[~attacked] == 0).all()), "a sample adversarial from the start was charged"
-    assert bool((res.backwards <= res.forwards).all()), "more backward than forward passes"
+    # A forward pass feeds at most one backward pass per output (a full Jacobian, as DeepFool
+    # and JSMA take, is one vector-Jacobian product per class).
+    num_classes = 10
+    assert bool((res.backwards <= num_classes * res.forwards).all()), "more backward passes than one forward can feed"
     if cls.uses_gradients:
         assert bool((res.backwards[attacked] > 0).all())
     else:

@@ -7,10 +7,16 @@ Use :func:`get_attack` (by name) or the classes directly; every attack is called
 # Built-in attack modules register their attacks on import: one line per module.
 from advlab.attacks import (  # noqa: F401
     apgd,  # APGD, APGD-T
+    carlini_wagner,  # C&W L2
+    ddn,  # DDN (L2)
+    deepfool,  # DeepFool (L2, Linf)
     ensemble,  # the AutoAttack-style cascade
+    fmn,  # FMN (L0, L1, L2, Linf)
     gradient,  # FGSM, BIM, PGD, MI-FGSM, C&W-Linf
+    jsma,  # JSMA (L0)
 )
 from advlab.attacks.base import Attack, AttackError, Batch
+from advlab.attacks.output_matching import OutputMatching, OutputMatchingNoise, fooling_images
 from advlab.attacks.registry import (
     UnknownAttackError,
     attack_class,
@@ -19,7 +25,6 @@ from advlab.attacks.registry import (
     make_attack,
     register,
 )
-from advlab.attacks.output_matching import OutputMatching, OutputMatchingNoise, fooling_images
 
 __all__ = [
     "Attack",
