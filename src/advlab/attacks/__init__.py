@@ -4,6 +4,12 @@ Use :func:`get_attack` (by name) or the classes directly; every attack is called
 ``attack(model, x, y, threat) -> AttackResult``.
 """
 
+# Built-in attack modules register their attacks on import: one line per module.
+from advlab.attacks import (  # noqa: F401
+    apgd,  # APGD, APGD-T
+    ensemble,  # the AutoAttack-style cascade
+    gradient,  # FGSM, BIM, PGD, MI-FGSM, C&W-Linf
+)
 from advlab.attacks.base import Attack, AttackError, Batch
 from advlab.attacks.registry import (
     UnknownAttackError,
