@@ -9,6 +9,7 @@ from advlab.attacks import (  # noqa: F401
     apgd,  # APGD, APGD-T
     ensemble,  # the AutoAttack-style cascade
     gradient,  # FGSM, BIM, PGD, MI-FGSM, C&W-Linf
+    output_matching,  # the seed report's output matching: from noise (5.1), with a prior (5.2)
 )
 from advlab.attacks.base import Attack, AttackError, Batch
 from advlab.attacks.registry import (
