@@ -14,6 +14,7 @@ from advlab.attacks import (  # noqa: F401
     fmn,  # FMN (L0, L1, L2, Linf)
     gradient,  # FGSM, BIM, PGD, MI-FGSM, C&W-Linf
     jsma,  # JSMA (L0)
+    output_matching,  # the seed report's output matching: from noise (5.1), with a prior (5.2)
 )
 from advlab.attacks.base import Attack, AttackError, Batch
 from advlab.attacks.output_matching import OutputMatching, OutputMatchingNoise, fooling_images
