@@ -4,6 +4,8 @@ Use :func:`get_attack` (by name) or the classes directly; every attack is called
 ``attack(model, x, y, threat) -> AttackResult``.
 """
 
+# Built-in attacks register themselves on import.
+from advlab.attacks import advgan, blackbox, transfer  # noqa: E402,F401
 from advlab.attacks.base import Attack, AttackError, Batch
 from advlab.attacks.registry import (
     UnknownAttackError,
