@@ -152,9 +152,9 @@ def test_square_linf_on_the_cnn(cnn, data):
 
 
 def test_square_l2_beats_its_start(seed_mlp, data):
-    x, y = data[0][:60], data[1][:60]
+    x, y = data[0][:30], data[1][:30]
     threat = ThreatModel("l2", eps=2.0)
-    res = Square(max_queries=500)(seed_mlp, x, y, threat)
+    res = Square(max_queries=300)(seed_mlp, x, y, threat)
     first = Square(max_queries=1)(seed_mlp, x, y, threat)  # the initialisation only
     assert res.summary()["success_rate_on_correct"] >= 0.7
     assert res.success_rate > first.success_rate + 0.2
@@ -162,8 +162,8 @@ def test_square_l2_beats_its_start(seed_mlp, data):
 
 @pytest.mark.parametrize("basis", ["pixel", "dct"])
 def test_simba_l2(basis, seed_mlp, data):
-    x, y = data[0][:60], data[1][:60]
-    res = get_attack("simba", basis=basis, max_queries=1000)(seed_mlp, x, y, ThreatModel("l2", eps=3.0))
+    x, y = data[0][:30], data[1][:30]
+    res = get_attack("simba", basis=basis, max_queries=500)(seed_mlp, x, y, ThreatModel("l2", eps=3.0))
     assert res.summary()["success_rate_on_correct"] >= 0.8
 
 
@@ -217,17 +217,17 @@ def test_hopskipjump_l2_reaches_everything_near_the_white_box_minimum(seed_mlp, 
 
 
 def test_decision_attacks_improve_with_queries(seed_mlp, data):
-    x, y = data[0][:20], data[1][:20]
+    x, y = data[0][:10], data[1][:10]
     for name, threat in [("hopskipjump", ThreatModel("linf")), ("boundary", ThreatModel("l2"))]:
-        short = get_attack(name, max_queries=150)(seed_mlp, x, y, threat)
-        long = get_attack(name, max_queries=1500)(seed_mlp, x, y, threat)
+        short = get_attack(name, max_queries=100)(seed_mlp, x, y, threat)
+        long = get_attack(name, max_queries=1000)(seed_mlp, x, y, threat)
         assert short.success_rate == 1.0 and long.success_rate == 1.0
         assert long.median_norm() < 0.8 * short.median_norm(), name
 
 
 def test_decision_attack_with_eps_stops_inside_the_ball(seed_mlp, data):
-    x, y = data[0][:20], data[1][:20]
-    res = HopSkipJump(max_queries=3000)(seed_mlp, x, y, ThreatModel("l2", eps=2.5))
-    unbounded = HopSkipJump(max_queries=3000)(seed_mlp, x, y, ThreatModel("l2"))
-    assert res.success_rate >= 0.9
+    x, y = data[0][:10], data[1][:10]
+    res = HopSkipJump(max_queries=1000)(seed_mlp, x, y, ThreatModel("l2", eps=2.5))
+    unbounded = HopSkipJump(max_queries=1000)(seed_mlp, x, y, ThreatModel("l2"))
+    assert int(res.success.sum()) >= 9
     assert float(res.forwards.float().mean()) < float(unbounded.forwards.float().mean())

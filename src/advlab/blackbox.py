@@ -213,6 +213,9 @@ class BlackBox:
         left = torch.full_like(spent, 2**62) if self._budget is None else (self._budget - spent).clamp_min(0)
         if self._total_budget is not None:
             left = left.clamp_max(max(0, self._total_budget - self.total_queries))
+        parent = self.__source
+        if isinstance(parent, BlackBox):  # a view: the parent's budgets apply too
+            left = torch.minimum(left, parent.remaining(idx_t).cpu())
         return left.to(idx_t.device)
 
     # ------------------------------------------------------------------ queries

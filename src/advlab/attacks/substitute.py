@@ -131,8 +131,11 @@ def train_substitute(
         if rho == rounds - 1:
             history[-1]["seconds"] = time.perf_counter() - start
             break
-        if max_queries is not None and oracle.total_queries + xs.shape[0] > max_queries:
-            log.info("substitute: stopping after round %d, the next round would exceed %d queries", rho + 1, max_queries)
+        left = int(oracle.remaining(torch.tensor([xs.shape[0]]))[0])
+        if max_queries is not None:
+            left = min(left, max_queries - oracle.total_queries)
+        if left < xs.shape[0]:
+            log.info("substitute: stopping after round %d, the next round would exceed the query budget", rho + 1)
             history[-1]["seconds"] = time.perf_counter() - start
             break
         new = jacobian_augmentation(substitute, xs, ys, lam_rho, box)

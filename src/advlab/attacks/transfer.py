@@ -69,7 +69,7 @@ class Transfer(Attack):
     knowledge = "black"
     family = "transfer"
     uses_gradients = False
-    minimal = True  # the inner attack decides whether eps may be None
+    minimal = False
 
     surrogate: Any = None
     attack: Any = "pgd"
@@ -98,6 +98,8 @@ class Transfer(Attack):
 
     def check_threat(self, threat: ThreatModel) -> None:
         super().check_threat(threat)
+        if self.surrogate is None:
+            raise AttackError("transfer needs surrogate=: the attacker's own model (a torch.nn.Module or a saved model folder)")
         self.inner().check_threat(threat)
 
     def params(self) -> dict[str, Any]:
