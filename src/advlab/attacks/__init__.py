@@ -4,8 +4,15 @@ Use :func:`get_attack` (by name) or the classes directly; every attack is called
 ``attack(model, x, y, threat) -> AttackResult``.
 """
 
-# Built-in attacks register themselves on import.
-from advlab.attacks import advgan, blackbox, transfer  # noqa: E402,F401
+# Built-in attack modules register their attacks on import: one line per module.
+from advlab.attacks import (  # noqa: F401
+    advgan,  # AdvGAN (gray box, generative)
+    apgd,  # APGD, APGD-T
+    blackbox,  # Square, SimBA, NES (score-based); HopSkipJump, Boundary (decision-based)
+    ensemble,  # the AutoAttack-style cascade
+    gradient,  # FGSM, BIM, PGD, MI-FGSM, C&W-Linf
+    transfer,  # craft on a surrogate, evaluate on the victim
+)
 from advlab.attacks.base import Attack, AttackError, Batch
 from advlab.attacks.registry import (
     UnknownAttackError,
@@ -15,14 +22,18 @@ from advlab.attacks.registry import (
     make_attack,
     register,
 )
+from advlab.attacks.output_matching import OutputMatching, OutputMatchingNoise, fooling_images
 
 __all__ = [
     "Attack",
     "AttackError",
     "Batch",
+    "OutputMatching",
+    "OutputMatchingNoise",
     "UnknownAttackError",
     "attack_class",
     "available_attacks",
+    "fooling_images",
     "get_attack",
     "make_attack",
     "register",
