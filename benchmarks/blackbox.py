@@ -17,37 +17,17 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import dataclass
 
 import torch
 
-from advlab.attacks import Attack, available_attacks, get_attack
+from advlab.attacks import available_attacks, get_attack
 from advlab.attacks.advgan import AdvGAN, train_advgan
 from advlab.attacks.substitute import train_substitute
 from advlab.attacks.transfer import transfer_rate
 from advlab.data import load_data
-from advlab.losses import cross_entropy, margin
+from advlab.losses import margin
 from advlab.models import accuracy, trained_model
 from advlab.threat import ThreatModel
-
-
-@dataclass(frozen=True)
-class _PGD(Attack):
-    """Linf PGD fallback for when the registry has no ``pgd`` yet."""
-
-    name = "bench-pgd"
-    steps: int = 40
-
-    def _run(self, victim, batch, threat, rng):
-        x_adv = batch.x.clone()
-        for _ in range(self.steps):
-            _, g, _ = victim.value_and_grad(x_adv, lambda z: cross_entropy(z, batch.y, threat.targeted))
-            x_adv = threat.project(x_adv + threat.eps / 10 * g.sign(), batch.x)
-        return x_adv
-
-
-def white_box() -> str | Attack:
-    return "pgd" if "pgd" in available_attacks() else _PGD()
 
 
 def min_l2_reference(model, x, y) -> tuple[torch.Tensor, str]:
@@ -125,7 +105,7 @@ def bench_advgan(model, data, out, n_train, epochs):
 def bench_substitute(model, data, out, n_seed, rounds, epochs):
     sub = train_substitute(model, data.x_test[:n_seed], rounds=rounds, epochs=epochs, model_kwargs={"width": 16}, seed=0)
     x, y = data.x_test[n_seed:], data.y_test[n_seed:]
-    rep = transfer_rate(sub.model, model, x, y, ThreatModel("linf", eps=0.3), white_box())
+    rep = transfer_rate(sub.model, model, x, y, ThreatModel("linf", eps=0.3), "pgd")
     agree = accuracy(sub.model, x, model(x).argmax(1).detach())
     out["substitute"] = {
         "seed_images": n_seed, "rounds": rounds, "label_queries": sub.queries, "agreement_with_victim": agree,

@@ -4,40 +4,18 @@ benchmarks/blackbox.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 import torch
 
-from advlab.attacks import available_attacks, get_attack
+from advlab.attacks import get_attack
 from advlab.attacks.advgan import AdvGAN, load_generator, train_advgan
-from advlab.attacks.base import Attack, AttackError
+from advlab.attacks.base import AttackError
 from advlab.attacks.substitute import train_substitute
 from advlab.attacks.transfer import Transfer, transfer_rate
 from advlab.blackbox import BlackBox
-from advlab.losses import cross_entropy
 from advlab.threat import ThreatModel
 
 LINF = ThreatModel("linf", eps=0.3)
-
-
-@dataclass(frozen=True)
-class _LocalPGD(Attack):
-    """A small Linf PGD used only until the registry's ``pgd`` is available."""
-
-    name = "test-pgd"
-    steps: int = 10
-
-    def _run(self, victim, batch, threat, rng):
-        x_adv = batch.x.clone()
-        for _ in range(self.steps):
-            _, g, _ = victim.value_and_grad(x_adv, lambda z: cross_entropy(z, batch.y, threat.targeted))
-            x_adv = threat.project(x_adv + threat.eps / 4 * g.sign(), batch.x)
-        return x_adv
-
-
-def _white_box():
-    return "pgd" if "pgd" in available_attacks() else _LocalPGD()
 
 
 @pytest.fixture(scope="module")
@@ -47,12 +25,12 @@ def data(mnist):
 
 def test_transfer_never_touches_the_victim(seed_mlp, cnn, data):
     x, y = data.x_test[:100], data.y_test[:100]
-    atk = Transfer(surrogate=seed_mlp, attack=_white_box())
+    atk = Transfer(surrogate=seed_mlp, attack="pgd")
     res = atk(cnn, x, y, LINF)
     assert int(res.forwards.sum()) == 0 and int(res.backwards.sum()) == 0
     assert bool(LINF.contains(res.x_adv, x).all())
     assert isinstance(res.params["surrogate"], str)  # serialisable
-    rep = transfer_rate(seed_mlp, cnn, x, y, LINF, _white_box())
+    rep = transfer_rate(seed_mlp, cnn, x, y, LINF, "pgd")
     assert rep.surrogate_success >= 0.9  # white box on the surrogate
     assert 0.0 < rep.transfer_rate <= 1.0
     with pytest.raises(AttackError, match="surrogate"):
@@ -65,7 +43,7 @@ def test_substitute_from_label_queries_transfers(cnn, data):
     assert sub.queries == 100 * 2**2  # every synthetic input labelled once
     assert [h["train_size"] for h in sub.history] == [100, 200, 400]
     x, y = data.x_test[100:300], data.y_test[100:300]
-    rep = transfer_rate(sub.model, cnn, x, y, LINF, _white_box())
+    rep = transfer_rate(sub.model, cnn, x, y, LINF, "pgd")
     print(f"substitute ({sub.queries} label queries): transfer rate {rep.transfer_rate:.3f}, victim success {rep.victim_success:.3f}")
     assert rep.victim_success >= 0.3
     # a total budget is respected
