@@ -44,7 +44,7 @@ FAST_PARAMS = {
 def _skip_reason(cls: type[Attack]) -> str | None:
     if cls.knowledge == "gray":
         return "gray-box attacks need a surrogate model or data, not covered by this battery"
-    if getattr(cls, "family", "") in {"poisoning", "universal", "patch", "physical", "generative"}:
+    if getattr(cls, "family", "") in {"poisoning", "universal", "patch", "physical", "generative", "transfer"}:
         return f"{cls.family} attacks have their own contract tests"
     return None
 

@@ -46,8 +46,12 @@ class Victim:
             if rows != self.n:
                 raise ValueError(f"pass idx= when calling the victim on {rows} of {self.n} rows")
             counter += amount
-        else:
+        elif idx.dtype == torch.bool:
             counter[idx] += amount
+        else:
+            # index_add_ counts repeated positions (several queries around one sample) once each
+            idx = idx.to(counter.device).long().reshape(-1)
+            counter.index_add_(0, idx, torch.full_like(idx, amount))
 
     def logits(self, x: Tensor, idx: Tensor | None = None) -> Tensor:
         """Logits without gradient (one query per row)."""

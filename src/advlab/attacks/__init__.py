@@ -6,7 +6,9 @@ Use :func:`get_attack` (by name) or the classes directly; every attack is called
 
 # Built-in attack modules register their attacks on import: one line per module.
 from advlab.attacks import (  # noqa: F401
+    advgan,  # AdvGAN (gray box, generative)
     apgd,  # APGD, APGD-T
+    blackbox,  # Square, SimBA, NES (score-based); HopSkipJump, Boundary (decision-based)
     carlini_wagner,  # C&W L2
     ddn,  # DDN (L2)
     deepfool,  # DeepFool (L2, Linf)
@@ -15,6 +17,7 @@ from advlab.attacks import (  # noqa: F401
     gradient,  # FGSM, BIM, PGD, MI-FGSM, C&W-Linf
     jsma,  # JSMA (L0)
     output_matching,  # the seed report's output matching: from noise (5.1), with a prior (5.2)
+    transfer,  # craft on a surrogate, evaluate on the victim
 )
 from advlab.attacks.base import Attack, AttackError, Batch
 from advlab.attacks.output_matching import OutputMatching, OutputMatchingNoise, fooling_images
