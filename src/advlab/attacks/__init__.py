@@ -13,11 +13,19 @@ from advlab.attacks.registry import (
     make_attack,
     register,
 )
+from advlab.attacks import masked  # noqa: F401,E402  (registers "masked")
+from advlab.attacks.eot import EOT, transformed_success
+from advlab.attacks.masked import MaskedAttack
+from advlab.attacks.transforms import Transformations
 
 __all__ = [
     "Attack",
     "AttackError",
     "Batch",
+    "EOT",
+    "MaskedAttack",
+    "Transformations",
+    "transformed_success",
     "UnknownAttackError",
     "attack_class",
     "available_attacks",
