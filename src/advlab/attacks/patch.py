@@ -84,10 +84,13 @@ def paste(x: Tensor, patch: Tensor, mask: Tensor, params: Tensor) -> Tensor:
         dim=1,
     )
     grid = F.affine_grid(theta, [n, 1, h, w], align_corners=False)
-    stacked = torch.cat([patch, mask.to(patch.dtype)], dim=0)[None].expand(n, -1, -1, -1)
+    # Resample the patch premultiplied by its mask (zero outside), so that edges blend as
+    # (1 - coverage) * image + coverage * patch and the covered area is preserved.
+    m0 = mask.to(patch.dtype)
+    stacked = torch.cat([patch * m0, m0], dim=0)[None].expand(n, -1, -1, -1)
     warped = F.grid_sample(stacked, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     p, m = warped[:, :-1], warped[:, -1:]
-    return (1 - m) * x + m * p
+    return (1 - m) * x + p
 
 
 def patch_side(size: float | int, image_shape: tuple[int, ...]) -> int:

@@ -108,7 +108,7 @@ class UniversalPerturbation:
             img = read_png(Path(folder if Path(folder).is_dir() else Path(folder).parent) / "perturbation.png", shape[0])
             delta = (img * 2 - 1) * float(meta["info"].get("visual_scale", 1.0))
             delta = threat.lp.project(delta[None], threat.eps_tensor(1)).squeeze(0) if threat.eps else delta
-        if threat.eps is not None and not bool(threat.contains(delta[None], torch.zeros_like(delta)[None]).all()):
+        if threat.eps is not None and float(threat.lp.measure(delta[None].float())) > threat.eps * (1 + 1e-5) + 1e-6:
             raise ArtifactError(f"the perturbation in {folder} is larger than its eps {threat.eps}")
         return cls(delta=delta, threat=threat, target=meta.get("target"), info=meta.get("info", {}))
 

@@ -139,19 +139,18 @@ class FeatureCollision:
 
 def fine_tune(model: nn.Module, data: PoisonedData, config: TrainConfig | None = None, layers: str = "last") -> nn.Module:
     """A copy of ``model`` fine-tuned on the poisoned training set: only the last linear
-    layer (``layers="last"``, the transfer-learning setting of the paper) or everything."""
-    tuned = copy.deepcopy(model)
+    layer (``layers="last"``, the transfer-learning setting of the paper; the frozen features
+    are computed once) or the whole network (``layers="all"``)."""
     if layers not in ("last", "all"):
         raise ValueError(f"layers must be 'last' or 'all', got {layers!r}")
-    if layers == "last":
-        last = _last_linear(tuned)
-        for p in tuned.parameters():
-            p.requires_grad_(False)
-        for p in last.parameters():
-            p.requires_grad_(True)
-    # Adam skips the frozen parameters (they never get a gradient).
-    train_model(tuned, data.dataset.x_train, data.dataset.y_train, config or TrainConfig(epochs=5))
-    for p in tuned.parameters():
-        p.requires_grad_(True)
-    return tuned
-
+    tuned = copy.deepcopy(model)
+    cfg = config or TrainConfig(epochs=10)
+    x, y = data.dataset.x_train, data.dataset.y_train
+    if layers == "all":
+        train_model(tuned, x, y, cfg)
+        return tuned
+    dev = next(tuned.parameters()).device
+    with frozen(tuned), torch.no_grad():
+        feats = torch.cat([penultimate(tuned, x[i : i + 1000].to(dev)) for i in range(0, len(x), 1000)])
+    train_model(_last_linear(tuned), feats, y.to(dev), cfg)
+    return tuned.eval()
