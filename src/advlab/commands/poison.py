@@ -25,7 +25,7 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
         trigger_size: int = typer.Option(4, help="badnets trigger side in pixels."),
         target_index: int = typer.Option(0, help="feature-collision: test instance to be misclassified."),
         base_class: int = typer.Option(None, help="feature-collision: class it should become (default: next class)."),
-        poisons: int = typer.Option(20, help="feature-collision: number of poison images."),
+        poisons: int = typer.Option(50, help="feature-collision: number of poison images."),
         watermark: float = typer.Option(0.0, help="feature-collision: opacity of the target blended into the bases."),
         epochs: int = typer.Option(None, help="Training epochs (default: the architecture's default)."),
         seed: int = typer.Option(0, help="Random seed (rows poisoned and training)."),

@@ -85,10 +85,10 @@ class FeatureCollision:
 
     target_index: int = 0
     base_class: int = 0
-    poisons: int = 20
+    poisons: int = 50
     beta: float = 0.25
     steps: int = 200
-    step_size: float = 0.01
+    step_size: float = 0.001
     watermark: float = 0.0
     replace: bool = True
     seed: int = 0
@@ -133,7 +133,12 @@ class FeatureCollision:
             y = torch.cat([y, torch.full((len(poisons),), self.base_class, dtype=y.dtype)])
             poisoned = torch.cat([torch.zeros(len(dataset.y_train), dtype=torch.bool), torch.ones(len(poisons), dtype=torch.bool)])
         ds = dataclasses.replace(dataset, x_train=x, y_train=y, info=dict(dataset.info, poisoning="feature-collision"))
-        extra = {"target_x": target_x, "target_label": target_y, "poison_distance_linf": float((poisons - dataset.x_train[rows]).abs().amax())}
+        extra = {
+            "target_x": target_x,
+            "target_label": target_y,
+            "poison_distance_linf": float((poisons - dataset.x_train[rows]).abs().amax()),
+            "poison_distance_l2": float((poisons - dataset.x_train[rows]).flatten(1).norm(dim=1).mean()),
+        }
         return PoisonedData(ds, poisoned, "feature-collision", dataclasses.asdict(self), target=self.base_class, source=target_y, extra=extra)
 
 
