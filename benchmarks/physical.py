@@ -23,7 +23,14 @@ from advlab.attacks.patch import Patch, PatchAttack
 from advlab.attacks.universal import Universal
 from advlab.data import load_data
 from advlab.models import DEFAULT_TRAINING, TrainConfig, build_model, predict, trained_model
-from advlab.poisoning import BadNets, FeatureCollision, LabelFlip, fine_tune, poison_report, train_poisoned
+from advlab.poisoning import (
+    BadNets,
+    FeatureCollision,
+    LabelFlip,
+    fine_tune,
+    poison_report,
+    train_poisoned,
+)
 from advlab.report.physical import curve_figure, image_grid, perturbation_figure
 from advlab.threat import ThreatModel
 
@@ -47,7 +54,7 @@ def universal(out: Path, data, cnn) -> dict:
     return res
 
 
-def patch(out: Path, data, cnn, target: int = 3, sides=(6, 8, 10, 12, 14), epochs: int = 10) -> dict:
+def patch(out: Path, data, cnn, target: int = 3, sides=(6, 9, 12, 14), epochs: int = 8) -> dict:
     rows = []
     examples = []
     for side in sides:
@@ -112,7 +119,7 @@ def labelflip(out: Path, data, rates=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5)) -> dict:
         reps = []
         for r in rates:
             pdata = LabelFlip(rate=r, **kw).poison(data)
-            _, rep = train_poisoned(pdata, lambda: build_model("cnn"), TrainConfig(**DEFAULT_TRAINING["cnn"]))
+            _, rep = train_poisoned(pdata, lambda: build_model("seed-mlp"), TrainConfig(**DEFAULT_TRAINING["seed-mlp"]))
             reps.append(rep.to_dict())
             print(kind, reps[-1], flush=True)
         res[kind] = reps
@@ -120,7 +127,7 @@ def labelflip(out: Path, data, rates=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5)) -> dict:
               "7->1 flips: clean accuracy": [r["clean_accuracy"] for r in res["targeted 7->1"]],
               "7->1 flips: accuracy on 7s": [r["target_class_accuracy"] for r in res["targeted 7->1"]]}
     curve_figure(list(rates), series, out / "label_flip_curve.png", xlabel="poison rate (% of eligible rows)", ylabel="test accuracy (%)",
-                 percent_x=True, title="label flipping, CNN on mnist-sample")
+                 percent_x=True, title="label flipping, seed MLP on mnist-sample")
     return res
 
 

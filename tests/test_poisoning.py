@@ -7,7 +7,15 @@ import pytest
 import torch
 
 from advlab.models import DEFAULT_TRAINING, TrainConfig, accuracy, build_model
-from advlab.poisoning import BadNets, FeatureCollision, LabelFlip, fine_tune, penultimate, poison_report, train_poisoned
+from advlab.poisoning import (
+    BadNets,
+    FeatureCollision,
+    LabelFlip,
+    fine_tune,
+    penultimate,
+    poison_report,
+    train_poisoned,
+)
 
 
 def test_label_flip_random_and_targeted(mnist):

@@ -4,7 +4,10 @@ Use :func:`get_attack` (by name) or the classes directly; every attack is called
 ``attack(model, x, y, threat) -> AttackResult``.
 """
 
+from advlab.attacks import masked  # noqa: F401,E402  (registers "masked")
 from advlab.attacks.base import Attack, AttackError, Batch
+from advlab.attacks.eot import EOT, transformed_success
+from advlab.attacks.masked import MaskedAttack
 from advlab.attacks.registry import (
     UnknownAttackError,
     attack_class,
@@ -13,9 +16,6 @@ from advlab.attacks.registry import (
     make_attack,
     register,
 )
-from advlab.attacks import masked  # noqa: F401,E402  (registers "masked")
-from advlab.attacks.eot import EOT, transformed_success
-from advlab.attacks.masked import MaskedAttack
 from advlab.attacks.transforms import Transformations
 
 __all__ = [

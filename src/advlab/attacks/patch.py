@@ -250,7 +250,8 @@ class Patch:
             d = d.parent if d.is_file() else d
             image = lo + (hi - lo) * read_png(d / "patch.png", int(meta["shape"][0]))
         pl = meta.get("placement", {})
-        placement = Placement(rotation=float(pl.get("rotation", 20.0)), scale=tuple(pl.get("scale", (0.9, 1.1))))
+        low, high = (float(v) for v in pl.get("scale", (0.9, 1.1)))
+        placement = Placement(rotation=float(pl.get("rotation", 20.0)), scale=(low, high))
         return cls(
             image=image.float(),
             target=int(meta["target"]),
@@ -330,7 +331,7 @@ class PatchAttack:
         g = torch.Generator().manual_seed(self.seed)
         image = (lo + (hi - lo) * torch.rand(xs.shape[1], side, side, generator=g)).to(dev).requires_grad_(True)
         mask = _shape_mask(self.shape, side).to(dev)
-        placement = Placement(rotation=self.rotation, scale=tuple(self.scale))
+        placement = Placement(rotation=self.rotation, scale=(float(self.scale[0]), float(self.scale[1])))
         rng = CounterRNG(self.seed)
         opt = torch.optim.Adam([image], lr=self.step_size)
         loss_fn = get_loss(self.loss)

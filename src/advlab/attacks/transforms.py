@@ -78,10 +78,10 @@ class Transformations:
         if self.scale[0] <= 0 or self.contrast[0] < 0:
             raise ValueError("scale must be positive and contrast non-negative")
         for name in ("rotation", "translation", "brightness", "blur", "noise"):
-            value = float(getattr(self, name))
-            if not math.isfinite(value) or value < 0:
+            number = float(getattr(self, name))
+            if not math.isfinite(number) or number < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)!r}")
-            object.__setattr__(self, name, value)
+            object.__setattr__(self, name, number)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -102,7 +102,8 @@ class Transformations:
         unknown = set(data) - fields
         if unknown:
             raise ValueError(f"unknown transformation parameter(s) {sorted(unknown)}; known: {sorted(fields)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**values)
 
     @property
     def is_identity(self) -> bool:

@@ -48,7 +48,7 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
             xs = ds.x_test[:8]
             adv = uap.apply(xs)
             before, after = predict(net, xs), predict(net, adv)
-            titles = [f"{int(a)} -> {int(b)}" for a, b in zip(before, after)]
+            titles = [f"{int(a)} -> {int(b)}" for a, b in zip(before, after, strict=True)]
             image_grid(adv, titles, out / "examples.png", suptitle="test images with the perturbation (clean -> perturbed prediction)")
             results = {"threat": threat.to_dict(), "method": method, "fit_images": len(x_fit), "fit": uap.info, "held_out": held_out}
             (out / "results.json").write_text(json.dumps(results, indent=2))
@@ -83,7 +83,8 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
 
             ds = load_data(data)
             net = load_victim(model, data)
-            rows, patched, titles = [], [], []
+            rows: list[dict] = []
+            patched, titles = [], []
             for s in size:
                 side_or_area: float | int = int(s) if s >= 1 else float(s)
                 attack = PatchAttack(target=target, size=side_or_area, shape=shape, epochs=epochs, batch_size=batch_size,

@@ -37,7 +37,14 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
             from advlab.commands.models import _model_kwargs
             from advlab.data import load_data
             from advlab.models import DEFAULT_TRAINING, TrainConfig, build_model
-            from advlab.poisoning import BadNets, FeatureCollision, LabelFlip, fine_tune, poison_report, train_poisoned
+            from advlab.poisoning import (
+                BadNets,
+                FeatureCollision,
+                LabelFlip,
+                fine_tune,
+                poison_report,
+                train_poisoned,
+            )
             from advlab.report.physical import curve_figure, image_grid
 
             if attack not in ATTACKS:

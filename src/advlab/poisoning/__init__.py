@@ -6,7 +6,13 @@ accuracy, accuracy on the class under attack and the attack's success rate.
 """
 
 from advlab.poisoning.backdoor import TRIGGERS, BadNets
-from advlab.poisoning.base import PoisonedData, PoisonReport, choose_rows, poison_report, train_poisoned
+from advlab.poisoning.base import (
+    PoisonedData,
+    PoisonReport,
+    choose_rows,
+    poison_report,
+    train_poisoned,
+)
 from advlab.poisoning.feature_collision import FeatureCollision, fine_tune, penultimate
 from advlab.poisoning.label_flip import LabelFlip
 

@@ -104,7 +104,9 @@ def poison_report(model: nn.Module, data: PoisonedData, reference: nn.Module | N
     x, y = ds.x_test, ds.y_test
     clean = accuracy(model, x, y)
     focus = data.source if data.source is not None else data.target
-    class_acc = accuracy(model, x[y == focus], y[y == focus]) if focus is not None and bool((y == focus).any()) else None
+    class_acc = None
+    if focus is not None and bool((y == focus).any()):
+        class_acc = accuracy(model, x[y == focus], y[y == focus])
     success: float | None = None
     details: dict[str, Any] = {}
     if data.trigger is not None and data.target is not None:
@@ -114,9 +116,9 @@ def poison_report(model: nn.Module, data: PoisonedData, reference: nn.Module | N
     elif data.attack == "label-flip" and data.source is not None and data.target is not None:
         pred = predict(model, x[y == data.source])
         success = float((pred == data.target).float().mean())
-    elif "target_x" in data.extra:
+    elif "target_x" in data.extra and data.target is not None:
         pred = predict(model, data.extra["target_x"])
-        success = float((pred == data.target).float().mean())
+        success = float((pred == int(data.target)).float().mean())
         details["target_predictions"] = pred.tolist()
     ref = accuracy(reference, x, y) if reference is not None else None
     return PoisonReport(data.attack, data.rate, clean, class_acc, success, ref, details)

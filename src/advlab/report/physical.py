@@ -5,7 +5,7 @@ triggered examples, and accuracy against poison rate.  Each function writes one 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,7 @@ def perturbation_figure(delta: Any, path: str | Path, *, title: str = "universal
 
 def curve_figure(
     x: Sequence[float],
-    series: dict[str, Sequence[float]],
+    series: Mapping[str, Sequence[float]],
     path: str | Path,
     *,
     xlabel: str,
