@@ -79,7 +79,9 @@ def eot(out: Path, data, cnn, n: int = 100) -> dict:
     draws = 20
     runs = [("masked frame:4", get_attack("masked", mask="frame:4", steps=50, step_size=0.1), ThreatModel("linf", eps=None), True)]
     if "pgd" in available_attacks():
-        runs.append(("pgd linf 0.3", get_attack("pgd", steps=50), ThreatModel("linf", eps=0.3), False))
+        for eps, early in [(0.3, True), (0.3, False), (0.15, False)]:
+            name = f"pgd linf {eps} early_stop={early}"
+            runs.append((name, get_attack("pgd", steps=50, early_stop=early), ThreatModel("linf", eps=eps), False))
     for name, attack, threat, is_masked in runs:
         t = time.time()
         plain = attack(cnn, x, y, threat)

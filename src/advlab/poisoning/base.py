@@ -132,7 +132,9 @@ def train_poisoned(
     reference: nn.Module | None = None,
     progress: bool = False,
 ) -> tuple[nn.Module, PoisonReport]:
-    """Build a fresh model, train it on the poisoned data and report on it."""
+    """Build a fresh model (its initialisation seeded by ``config.seed``), train it on the
+    poisoned data and report on it."""
+    torch.manual_seed((config or TrainConfig()).seed)
     model = build()
     data.train(model, config, progress=progress, description=f"training on {data.attack}-poisoned data")
     return model, poison_report(model, data, reference)
