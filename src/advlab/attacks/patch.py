@@ -279,7 +279,7 @@ class PatchAttack:
     batch_size:
         Images per step; each image gets its own random placement.
     step_size:
-        Adam learning rate on the patch pixels.
+        Adam learning rate on the patch pixels (decayed to 0 with a cosine schedule if ``decay``).
     loss:
         ``"ce"`` (expected log-probability of the target) or ``"margin"``.
     rotation, scale:
@@ -297,6 +297,7 @@ class PatchAttack:
     loss: str = "ce"
     rotation: float = 20.0
     scale: tuple[float, float] = (0.9, 1.1)
+    decay: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -334,6 +335,8 @@ class PatchAttack:
         placement = Placement(rotation=self.rotation, scale=(float(self.scale[0]), float(self.scale[1])))
         rng = CounterRNG(self.seed)
         opt = torch.optim.Adam([image], lr=self.step_size)
+        total = self.epochs * math.ceil(len(xs) / self.batch_size)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 0.5 * (1 + math.cos(math.pi * k / total)) if self.decay else 1.0)
         loss_fn = get_loss(self.loss)
         start = time.perf_counter()
         step = 0
@@ -350,6 +353,7 @@ class PatchAttack:
                         opt.zero_grad(set_to_none=True)
                         (-objective).backward()
                     opt.step()
+                    sched.step()
                     with torch.no_grad():
                         image.clamp_(lo, hi)
                     step += 1

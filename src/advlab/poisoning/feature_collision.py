@@ -70,9 +70,10 @@ class FeatureCollision:
     poisons:
         Number of poison images (bases drawn from the training rows of ``base_class``).
     beta:
-        Weight of the image-similarity term (the paper scales its 0.25 by
-        ``(2048 / input dim)^2`` for 299x299 colour images; on 28x28 digits with 128 features a
-        weight near 10 keeps the poisons close to their bases).
+        Weight of the image-similarity term (the paper's 0.25, without its rescaling for
+        299x299 colour images).  On 28x28 digits against the small CNN the poisons then move
+        far from their bases (mean L2 about 7 on images of norm about 9) and succeed on
+        every target tried; ``beta=10`` keeps them closer (L2 about 6) but succeeds less often.
     steps, step_size:
         Forward-backward splitting iterations and gradient step.
     watermark:
