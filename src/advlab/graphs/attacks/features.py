@@ -72,7 +72,7 @@ class FeaturePGD(GraphAttack):
                 logits = model(x_var, adj)[nodes]
                 value = node_objective(logits, y, self.loss, self.kappa).mean()
                 (grad,) = torch.autograd.grad(value, x_var)
-            key = (int((logits.argmax(dim=1) != y).sum()), float(value))
+            key = (int((logits.argmax(dim=1) != y).sum()), float(value.detach()))
             if key > best_key:
                 best, best_key = x_adv.clone(), key
             x_adv = feat.project(x_adv + step * feat.lp.steepest(grad), x)
