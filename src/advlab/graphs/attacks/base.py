@@ -22,7 +22,7 @@ from advlab.graphs.data import Graph
 from advlab.graphs.result import GraphAttackResult
 from advlab.graphs.threat import GraphThreatModel
 from advlab.graphs.train import GCN_TRAINING, fresh_copy, node_logits, train_gcn
-from advlab.losses import get_loss
+from advlab.losses import cross_entropy, margin
 from advlab.models.training import TrainConfig
 from advlab.validation import InputError
 from advlab.victim import frozen
@@ -42,13 +42,27 @@ class Perturbation:
     x_adv: Tensor | None = None
 
 
-def node_objective(logits: Tensor, y: Tensor, loss: str, kappa: float) -> Tensor:
-    """Per-node attack objective to maximise: ``ce`` or ``cw``/``margin`` (capped at ``kappa``
-    so that nodes already misclassified by a margin stop pulling the gradient)."""
-    fn = get_loss(loss)
+NODE_LOSSES = ("ce", "cw", "margin", "tanh-margin", "masked-ce")
+
+
+def node_objective(logits: Tensor, y: Tensor, loss: str, kappa: float = 0.1) -> Tensor:
+    """Per-node attack objective to maximise.
+
+    ``ce`` (cross-entropy), ``cw``/``margin`` (Carlini-Wagner margin capped at ``kappa``),
+    ``tanh-margin`` (``tanh`` of the margin) and ``masked-ce`` (cross-entropy of the nodes
+    still classified correctly); the last two spend a budget on the nodes near the decision
+    boundary instead of pushing confident ones (Geisler et al. 2021, arXiv:2110.14038).
+    """
     if loss in ("cw", "margin"):
-        return fn(logits, y, kappa=kappa)
-    return fn(logits, y)
+        return margin(logits, y, kappa=kappa)
+    if loss == "tanh-margin":
+        return torch.tanh(margin(logits, y))
+    if loss == "masked-ce":
+        correct = (logits.argmax(dim=1) == y).to(logits.dtype)
+        return cross_entropy(logits, y) * correct
+    if loss == "ce":
+        return cross_entropy(logits, y)
+    raise ValueError(f"unknown node loss {loss!r}; expected one of {NODE_LOSSES}")
 
 
 def relaxed_adjacency(adj: Tensor, s: Tensor, pairs: Tensor) -> Tensor:

@@ -33,7 +33,9 @@ class FeaturePGD(GraphAttack):
     step_size:
         Step length in the feature norm (default ``2.5 * eps / steps``).
     loss:
-        ``"ce"`` or ``"cw"`` (margin capped at ``kappa``).
+        ``"masked-ce"`` (default: cross-entropy of the nodes still correct; plain ``"ce"``
+        tends to push every node into one class and stall), ``"ce"``, ``"cw"`` (margin capped
+        at ``kappa``) or ``"tanh-margin"``.
     kappa:
         Cap of the margin loss.
     random_start:
@@ -53,7 +55,7 @@ class FeaturePGD(GraphAttack):
 
     steps: int = 50
     step_size: float | None = None
-    loss: str = "ce"
+    loss: str = "masked-ce"
     kappa: float = 0.1
     random_start: bool = False
     seed: int = 0
