@@ -71,5 +71,10 @@ class Victim:
         with torch.enable_grad():
             logits = self.forward(x_, idx)
             loss = loss_fn(logits)
-            (grad,) = torch.autograd.grad(loss.sum(), x_)
+            if loss.requires_grad:
+                (grad,) = torch.autograd.grad(loss.sum(), x_, allow_unused=True)
+            else:
+                grad = None
+        if grad is None:  # the model cut the graph (e.g. a thresholding defense): no signal
+            grad = torch.zeros_like(x_)
         return loss.detach(), grad.detach(), logits.detach()
