@@ -189,3 +189,19 @@ def test_gradient_attack_breaks_linear_models(fitted, digits, key):
     # every success is a real one for scikit-learn itself
     sk = fitted[key].predict(result.x_adv.reshape(100, -1).numpy())
     assert np.array_equal(sk != y.numpy(), result.success.numpy())
+
+
+def test_any_classifier_behind_the_black_box(digits):
+    blackbox = pytest.importorskip("advlab.blackbox")  # lands with the black-box branch
+    from advlab.models import sklearn_blackbox
+
+    x, y, x_test, _ = digits
+    forest = _fit(RandomForestClassifier(n_estimators=5, random_state=0), x[:300], y[:300])
+    flat = x_test[:10].reshape(10, -1).numpy()
+    box = sklearn_blackbox(forest, output="scores", budget=2)
+    assert np.allclose(box.scores(x_test[:10]).numpy(), forest.predict_proba(flat), atol=1e-9)
+    assert np.array_equal(box.labels(x_test[:10]).numpy(), forest.predict(flat))
+    with pytest.raises(blackbox.BlackBoxError):
+        box.query(x_test[:10])  # a third query for these samples is over the budget
+    labels = sklearn_blackbox(forest, output="labels")
+    assert np.array_equal(labels.query(x_test[:10]).numpy(), forest.predict(flat))

@@ -17,6 +17,7 @@ from advlab.models.sklearn import (
     SklearnScores,
     SklearnSVC,
     from_sklearn,
+    sklearn_blackbox,
     sklearn_scores,
 )
 from advlab.models.training import TrainConfig, accuracy, predict, train_model
@@ -32,6 +33,7 @@ __all__ = [
     "SklearnScores",
     "from_sklearn",
     "sklearn_scores",
+    "sklearn_blackbox",
     "get_factory",
     "ModelFileError",
     "TrainConfig",

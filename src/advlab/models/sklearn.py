@@ -53,6 +53,7 @@ __all__ = [
     "SklearnScores",
     "from_sklearn",
     "sklearn_scores",
+    "sklearn_blackbox",
     "SUPPORTED_ESTIMATORS",
 ]
 
@@ -413,3 +414,17 @@ class SklearnScores(nn.Module):
 def sklearn_scores(estimator: Any, output: str = "proba") -> SklearnScores:
     """Wrap any fitted classifier for black-box (query-only) attacks; see :class:`SklearnScores`."""
     return SklearnScores(estimator, output)
+
+
+def sklearn_blackbox(estimator: Any, output: str = "scores", budget: int | None = None, **kwargs: Any) -> Any:
+    """Any fitted classifier behind advlab's query-counting :class:`~advlab.blackbox.BlackBox`.
+
+    ``output="scores"`` answers ``predict_proba`` (for estimators that have it), ``"labels"``
+    answers ``predict`` only; ``budget`` and ``kwargs`` go to ``BlackBox``.
+    """
+    from advlab.blackbox import BlackBox
+
+    if output not in ("scores", "labels"):
+        raise InputError(f"output must be 'scores' or 'labels', got {output!r}")
+    source = SklearnScores(estimator, "proba" if output == "scores" else "label")
+    return BlackBox(source, output=output, budget=budget, **kwargs)
