@@ -31,7 +31,7 @@ def _table(title: str, header: list[str], rows: list[list[Any]]) -> None:
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     print(f"\n{title}")
     for k, r in enumerate(cells):
-        print("  " + "  ".join(c.rjust(w) for c, w in zip(r, widths)))
+        print("  " + "  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)))
         if k == 0:
             print("  " + "  ".join("-" * w for w in widths))
 

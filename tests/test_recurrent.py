@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _attacks import pgd
 from typer.testing import CliRunner
 
+from _attacks import pgd
 from advlab.models import build_model, load_model
 from advlab.threat import ThreatModel
 from advlab.validation import InputError

@@ -8,13 +8,13 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from _attacks import pgd
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression, SGDClassifier
 from sklearn.naive_bayes import GaussianNB
 from sklearn.svm import SVC, LinearSVC
 from threadpoolctl import threadpool_limits
 
+from _attacks import pgd
 from advlab.models import from_sklearn, load_model, save_model, sklearn_scores
 from advlab.threat import ThreatModel
 from advlab.validation import InputError

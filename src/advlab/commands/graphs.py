@@ -59,7 +59,14 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
         with user_errors():
             import json
 
-            from advlab.graphs import GraphThreatModel, accuracy_vs_budget, fit_gcn, get_graph_attack, load_graph, node_accuracy
+            from advlab.graphs import (
+                GraphThreatModel,
+                accuracy_vs_budget,
+                fit_gcn,
+                get_graph_attack,
+                load_graph,
+                node_accuracy,
+            )
             from advlab.models.training import TrainConfig
             from advlab.threat import ThreatModel
 

@@ -65,7 +65,7 @@ class GraphThreatModel:
         return cls(edges=int(round(fraction * graph.num_edges)), **kwargs)
 
     def replace(self, **changes: Any) -> GraphThreatModel:
-        values = {"edges": self.edges, "features": self.features, "goal": self.goal, "knowledge": self.knowledge}
+        values: dict[str, Any] = {"edges": self.edges, "features": self.features, "goal": self.goal, "knowledge": self.knowledge}
         values.update(changes)
         return GraphThreatModel(**values)
 

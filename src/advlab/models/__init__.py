@@ -7,8 +7,8 @@ from typing import Any
 from torch import nn
 
 from advlab.models.architectures import SeedMLP, SmallCNN
-from advlab.models.io import ModelFileError, load_model, read_config, save_model
 from advlab.models.graph import GCN
+from advlab.models.io import ModelFileError, load_model, read_config, save_model
 from advlab.models.recurrent import SequenceLSTM
 from advlab.models.registry import available_models, build_model, get_factory, register_model
 from advlab.models.sklearn import (

@@ -129,6 +129,9 @@ class SklearnLinear(_SklearnVictim):
     Built by :func:`from_sklearn` from any fitted scikit-learn linear classifier.
     """
 
+    weight: Tensor
+    bias: Tensor
+
     def __init__(self, in_features: int, classes: list[Any], estimator: str = "linear") -> None:
         super().__init__(in_features, classes, estimator)
         rows = 1 if len(classes) == 2 else len(classes)
@@ -150,6 +153,10 @@ class SklearnSVC(_SklearnVictim):
     ``break_ties=False`` (scikit-learn's default) vote ties go to the first class, as libsvm
     does.  Cost: one kernel row against every support vector per input.
     """
+
+    support_vectors: Tensor
+    dual_coef: Tensor
+    intercept: Tensor
 
     def __init__(
         self,
@@ -238,6 +245,10 @@ class SklearnGaussianNB(_SklearnVictim):
     """Gaussian naive Bayes: logits are the joint log-likelihood
     ``log P(c) - 1/2 sum_d [log(2 pi var_cd) + (x_d - theta_cd)^2 / var_cd]``."""
 
+    theta: Tensor
+    var: Tensor
+    log_prior: Tensor
+
     def __init__(self, in_features: int, classes: list[Any], estimator: str = "GaussianNB") -> None:
         super().__init__(in_features, classes, estimator)
         c = len(classes)
@@ -246,7 +257,7 @@ class SklearnGaussianNB(_SklearnVictim):
         self.register_buffer("log_prior", torch.zeros(c, dtype=torch.float64))
 
     def decision(self, x: Tensor) -> Tensor:
-        norm = -0.5 * torch.log(2.0 * torch.pi * self.var).sum(dim=1)
+        norm = -0.5 * torch.log(self.var * (2.0 * torch.pi)).sum(dim=1)
         sq = ((x[:, None, :] - self.theta[None]) ** 2 / self.var[None]).sum(dim=2)
         return self.log_prior + norm - 0.5 * sq
 
@@ -334,12 +345,12 @@ def from_sklearn(estimator: Any) -> nn.Module:
 
     name = type(estimator).__name__
     classes, width = _classes(estimator), _width(estimator)
+    kwargs: dict[str, Any] = {"in_features": width, "classes": classes, "estimator": name}
     if isinstance(estimator, LinearClassifierMixin):
-        kwargs = {"in_features": width, "classes": classes, "estimator": name}
-        model: nn.Module = SklearnLinear(**kwargs)
-        model.weight.copy_(_buffer(estimator.coef_).reshape(model.weight.shape))
-        model.bias.copy_(_buffer(np.broadcast_to(estimator.intercept_, model.bias.shape)))
-        return _tag(model, "sklearn-linear", kwargs)
+        lin = SklearnLinear(**kwargs)
+        lin.weight.copy_(_buffer(estimator.coef_).reshape(lin.weight.shape))
+        lin.bias.copy_(_buffer(np.broadcast_to(estimator.intercept_, tuple(lin.bias.shape))))
+        return _tag(lin, "sklearn-linear", kwargs)
     if isinstance(estimator, BaseSVC):
         kernel = estimator.kernel
         if not isinstance(kernel, str) or kernel not in _KERNELS:
@@ -347,29 +358,25 @@ def from_sklearn(estimator: Any) -> nn.Module:
                 f"{name} with kernel={kernel!r} cannot be differentiated here (supported kernels: {_KERNELS}); "
                 "attack it as a black box with advlab.models.sklearn_scores(estimator)"
             )
-        kwargs = {
-            "in_features": width,
-            "classes": classes,
-            "n_support": np.asarray(estimator.n_support_).tolist(),
-            "kernel": kernel,
-            "gamma": float(getattr(estimator, "_gamma", estimator.gamma if isinstance(estimator.gamma, float) else 1.0)),
-            "coef0": float(estimator.coef0),
-            "degree": int(estimator.degree),
-            "break_ties": bool(getattr(estimator, "break_ties", False)),
-            "estimator": name,
-        }
-        model = SklearnSVC(**kwargs)
-        model.support_vectors.copy_(_buffer(estimator.support_vectors_))
-        model.dual_coef.copy_(_buffer(estimator.dual_coef_))
-        model.intercept.copy_(_buffer(estimator.intercept_).reshape(-1))
-        return _tag(model, "sklearn-svc", kwargs)
+        kwargs.update(
+            n_support=np.asarray(estimator.n_support_).tolist(),
+            kernel=kernel,
+            gamma=float(getattr(estimator, "_gamma", estimator.gamma if isinstance(estimator.gamma, float) else 1.0)),
+            coef0=float(estimator.coef0),
+            degree=int(estimator.degree),
+            break_ties=bool(getattr(estimator, "break_ties", False)),
+        )
+        svc = SklearnSVC(**kwargs)
+        svc.support_vectors.copy_(_buffer(estimator.support_vectors_))
+        svc.dual_coef.copy_(_buffer(estimator.dual_coef_))
+        svc.intercept.copy_(_buffer(estimator.intercept_).reshape(-1))
+        return _tag(svc, "sklearn-svc", kwargs)
     if isinstance(estimator, GaussianNB):
-        kwargs = {"in_features": width, "classes": classes, "estimator": name}
-        model = SklearnGaussianNB(**kwargs)
-        model.theta.copy_(_buffer(estimator.theta_))
-        model.var.copy_(_buffer(estimator.var_))
-        model.log_prior.copy_(_buffer(np.log(estimator.class_prior_)))
-        return _tag(model, "sklearn-gnb", kwargs)
+        nb = SklearnGaussianNB(**kwargs)
+        nb.theta.copy_(_buffer(estimator.theta_))
+        nb.var.copy_(_buffer(estimator.var_))
+        nb.log_prior.copy_(_buffer(np.log(estimator.class_prior_)))
+        return _tag(nb, "sklearn-gnb", kwargs)
     raise InputError(
         f"{name} has no differentiable torch version (white-box wrappers exist for {SUPPORTED_ESTIMATORS}); "
         "attack it as a black box with advlab.models.sklearn_scores(estimator)"

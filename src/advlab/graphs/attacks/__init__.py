@@ -5,7 +5,13 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from advlab.graphs.attacks.base import GraphAttack, GraphAttackError, Perturbation, project_budget, relaxed_adjacency
+from advlab.graphs.attacks.base import (
+    GraphAttack,
+    GraphAttackError,
+    Perturbation,
+    project_budget,
+    relaxed_adjacency,
+)
 from advlab.graphs.attacks.dice import DICE
 from advlab.graphs.attacks.features import FeaturePGD
 from advlab.graphs.attacks.nettack import Nettack

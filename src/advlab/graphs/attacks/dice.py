@@ -40,7 +40,7 @@ class DICE(GraphAttack):
 
     def _perturb(self, model: nn.Module, graph: Graph, threat: GraphThreatModel, nodes: Tensor) -> Perturbation:
         g = torch.Generator().manual_seed(self.seed)
-        n, y, e = graph.num_nodes, graph.y, graph.edges
+        y, e = graph.y, graph.edges
         budget = threat.edges
         intra = e[:, y[e[0]] == y[e[1]]]
         removals = int(torch.binomial(torch.tensor(float(budget)), torch.tensor(0.5), generator=g))

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from advlab.graphs.attacks.base import GraphAttack, Perturbation
 from advlab.graphs.data import Graph
@@ -55,7 +55,7 @@ class Nettack(GraphAttack):
     seed: int = 0
 
     def _perturb_node(self, model: nn.Module, graph: Graph, threat: GraphThreatModel, node: int) -> Perturbation:
-        adj, x, n = graph.dense_adjacency(), graph.x, graph.num_nodes
+        adj, x = graph.dense_adjacency(), graph.x
         y = graph.y[node : node + 1]
         flips: list[tuple[int, int]] = []
         for _ in range(threat.edges):

@@ -20,7 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from advlab.graphs.attacks.base import GraphAttack, Perturbation, node_objective, project_budget, relaxed_adjacency
+from advlab.graphs.attacks.base import (
+    GraphAttack,
+    Perturbation,
+    node_objective,
+    project_budget,
+    relaxed_adjacency,
+)
 from advlab.graphs.data import Graph
 from advlab.graphs.threat import GraphThreatModel
 
@@ -78,7 +84,7 @@ class PGDTopology(GraphAttack):
         s = torch.zeros(pairs.shape[1])
         feat = threat.features
         x_adv = x.clone()
-        f_step = 2.5 * feat.eps / max(self.steps, 1) if feat is not None else 0.0
+        f_step = 2.5 * feat.eps / max(self.steps, 1) if feat is not None and feat.eps is not None else 0.0
         victim, opt = self._victim(model, threat)
 
         def objective(m: nn.Module, a: Tensor, xs: Tensor) -> Tensor:
