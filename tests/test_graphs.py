@@ -104,6 +104,7 @@ def test_pgd_topology_beats_random_flips(sbm):
     assert pgd <= clean - 0.05
     assert curve.table()[0] == ["budget", "dice", "pgd-topology"]
     assert all(r["flips"] <= r["budget"] for r in curve.rows)
+    assert len(curve.figure().axes[0].lines) == 2
 
 
 def test_flips_stay_in_budget_and_change_the_graph(karate):
@@ -178,12 +179,13 @@ def test_graph_attack_cli(tmp_path):
     res = CliRunner().invoke(
         app,
         ["graph-attack", "--attacks", "dice,pgd-topology,nettack", "--budgets", "0,4", "--target-budgets", "0,2",
-         "--targets", "4", "--steps", "10", "--json", str(out)],
+         "--targets", "4", "--steps", "10", "--json", str(out), "--plot", str(tmp_path / "curve.png")],
     )
     assert res.exit_code == 0, res.output
     assert "pgd-topology" in res.output and "nettack" in res.output
     data = json.loads(out.read_text())
     assert [t["kind"] for t in data["tables"]] == ["edges", "edges-per-target"]
+    assert (tmp_path / "curve.png").stat().st_size > 1000
     assert {r["budget"] for r in data["tables"][0]["rows"]} == {0, 4}
     listed = CliRunner().invoke(app, ["list", "graph-attacks"])
     assert "pgd-topology" in listed.output and "arXiv:1906.04214" in listed.output

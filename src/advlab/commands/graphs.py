@@ -54,6 +54,7 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
         steps: int = typer.Option(100, help="pgd-topology / feature-pgd steps."),
         seed: int = typer.Option(0, help="Seed of the graph split, the training and the attacks."),
         json_out: Path = typer.Option(None, "--json", help="Also write the results to this JSON file."),
+        plot: Path = typer.Option(None, "--plot", help="Also save the accuracy-vs-flips figure (PNG) here."),
     ) -> None:
         """Train a GCN on a graph and print its accuracy against each attack's budget."""
         with user_errors():
@@ -98,6 +99,10 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
                 table = curve.table()
                 _print_table(f"{goal}: accuracy of {curve.nodes} test nodes vs edge flips ({g.num_edges} edges)", table[0], table[1:])
                 out["tables"].append({"kind": "edges", **curve.to_dict()})
+                if plot is not None:
+                    plot.parent.mkdir(parents=True, exist_ok=True)
+                    curve.figure().savefig(plot, dpi=120)
+                    console().print(f"[green]wrote[/] {plot}")
             if node_attacks:
                 b = parse_budgets(target_budgets, g.num_edges)
                 idx = g.test[:targets]

@@ -72,6 +72,26 @@ class BudgetCurve:
     def to_dict(self) -> dict[str, Any]:
         return {"graph": self.graph, "goal": self.goal, "nodes": self.nodes, "rows": self.rows}
 
+    def figure(self, title: str | None = None) -> Any:
+        """A matplotlib figure (no pyplot, no global backend): accuracy against the budget,
+        one line per attack.  ``curve.figure().savefig("curve.png")``."""
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(5, 3.5))
+        ax = fig.add_subplot(1, 1, 1)
+        for attack in self.attacks():
+            points = sorted(self.accuracy(attack).items())
+            ax.plot([b for b, _ in points], [a for _, a in points], marker="o", label=attack)
+        per_node = any(r["per_node"] for r in self.rows)
+        ax.set_xlabel("edge flips per target node" if per_node else "edge flips")
+        ax.set_ylabel(f"accuracy ({self.nodes} nodes)")
+        ax.set_ylim(0, 1.02)
+        ax.set_title(title or f"{self.graph}, {self.goal}")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        return fig
+
     def save(self, path: str | Path) -> Path:
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
