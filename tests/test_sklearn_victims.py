@@ -15,6 +15,7 @@ from sklearn.svm import SVC, LinearSVC
 from threadpoolctl import threadpool_limits
 
 from _attacks import pgd
+from advlab.attacks import UnknownAttackError, get_attack
 from advlab.models import from_sklearn, load_model, save_model, sklearn_scores
 from advlab.threat import ThreatModel
 from advlab.validation import InputError
@@ -205,3 +206,22 @@ def test_any_classifier_behind_the_black_box(digits):
         box.query(x_test[:10])  # a third query for these samples is over the budget
     labels = sklearn_blackbox(forest, output="labels")
     assert np.array_equal(labels.query(x_test[:10]).numpy(), forest.predict(flat))
+
+
+def test_no_attack_beats_the_linear_optimum(fitted, digits):
+    """Binary linear SVM: a successful perturbation is at least |f(x)| / ||w|| long in L2."""
+    est = fitted["linear-svm-binary"]
+    victim = from_sklearn(est)
+    x, y = digits[2][:60], (digits[3][:60] >= 5).long()
+    flat = x.reshape(60, -1).numpy()
+    optimum = torch.from_numpy(np.abs(est.decision_function(flat)) / np.linalg.norm(est.coef_)).float()
+    attacks = [(pgd(steps=20), ThreatModel("linf", eps=0.1))]
+    try:
+        attacks.append((get_attack("cw-l2", steps=30, search_steps=4), ThreatModel("l2")))
+    except UnknownAttackError:  # the minimal-norm attacks land separately
+        pass
+    for attack, threat in attacks:
+        r = attack(victim, x, y, threat)
+        ok = r.success & r.clean_correct
+        assert ok.float().mean() >= 0.5
+        assert bool((r.norms["l2"][ok] >= optimum[ok] * (1 - 1e-4) - 1e-5).all())
