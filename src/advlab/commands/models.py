@@ -23,8 +23,19 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
         """Train a model with a progress bar and save it (safetensors + JSON config)."""
         with user_errors():
             from advlab.data import load_data
-            from advlab.models import DEFAULT_TRAINING, TrainConfig, accuracy, build_model, save_model, train_model
+            from advlab.models import (
+                DEFAULT_TRAINING,
+                TrainConfig,
+                accuracy,
+                build_model,
+                get_factory,
+                save_model,
+                train_model,
+            )
 
+            hint = getattr(get_factory(model), "train_hint", None)
+            if hint:
+                raise ValueError(f"`advlab train` cannot train {model!r}: {hint}")
             dataset = load_data(data)
             settings = dict(DEFAULT_TRAINING.get(model, {}))
             for key, value in {"epochs": epochs, "lr": lr, "batch_size": batch_size}.items():
@@ -63,4 +74,8 @@ def _model_kwargs(model: str, dataset) -> dict:
         return {"in_features": math.prod(shape), "num_classes": dataset.num_classes}
     if model == "cnn" and len(shape) == 3:
         return {"in_channels": shape[0], "num_classes": dataset.num_classes, "image_size": shape[1]}
+    if model == "lstm":
+        # rows are time steps: C * W features per step (images) or the feature width (sequences)
+        width = shape[0] * shape[2] if len(shape) == 3 else shape[-1]
+        return {"input_size": width, "num_classes": dataset.num_classes}
     return {}

@@ -7,13 +7,34 @@ from typing import Any
 from torch import nn
 
 from advlab.models.architectures import SeedMLP, SmallCNN
+from advlab.models.graph import GCN
 from advlab.models.io import ModelFileError, load_model, read_config, save_model
-from advlab.models.registry import available_models, build_model, register_model
+from advlab.models.recurrent import SequenceLSTM
+from advlab.models.registry import available_models, build_model, get_factory, register_model
+from advlab.models.sklearn import (
+    SklearnGaussianNB,
+    SklearnLinear,
+    SklearnScores,
+    SklearnSVC,
+    from_sklearn,
+    sklearn_blackbox,
+    sklearn_scores,
+)
 from advlab.models.training import TrainConfig, accuracy, predict, train_model
 
 __all__ = [
     "SeedMLP",
     "SmallCNN",
+    "SequenceLSTM",
+    "GCN",
+    "SklearnGaussianNB",
+    "SklearnLinear",
+    "SklearnSVC",
+    "SklearnScores",
+    "from_sklearn",
+    "sklearn_scores",
+    "sklearn_blackbox",
+    "get_factory",
     "ModelFileError",
     "TrainConfig",
     "accuracy",
@@ -33,7 +54,14 @@ __all__ = [
 DEFAULT_TRAINING: dict[str, dict[str, Any]] = {
     "seed-mlp": {"epochs": 30, "batch_size": 32, "lr": 3e-3},
     "cnn": {"epochs": 8, "batch_size": 64, "lr": 1e-3},
+    "lstm": {"epochs": 12, "batch_size": 64, "lr": 3e-3},
 }
+
+register_model("lstm", SequenceLSTM)
+register_model("gcn", GCN)
+register_model("sklearn-linear", SklearnLinear)
+register_model("sklearn-svc", SklearnSVC)
+register_model("sklearn-gnb", SklearnGaussianNB)
 
 
 def build_any(config: dict[str, Any]) -> nn.Module:
