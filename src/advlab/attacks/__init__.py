@@ -14,6 +14,10 @@ from advlab.attacks.registry import (
     register,
 )
 
+# Built-in attacks: importing a module registers its attacks (one line per module).
+from advlab.attacks import gradient  # noqa: E402,F401,I001  (FGSM, BIM, PGD, MI-FGSM, C&W-Linf)
+from advlab.attacks import apgd  # noqa: E402,F401,I001  (APGD, APGD-T)
+
 __all__ = [
     "Attack",
     "AttackError",

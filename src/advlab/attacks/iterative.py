@@ -1,0 +1,195 @@
+"""The one iterative gradient loop behind FGSM, BIM, PGD, MI-FGSM and C&W-Linf.
+
+Every fixed-budget first-order attack here is a *setting* of :func:`gradient_ascent`:
+
+====================  =====  ============  ============  ========  ========
+attack                steps  step size     random start  restarts  momentum
+====================  =====  ============  ============  ========  ========
+FGSM                  1      eps           no            1         0
+BIM / I-FGSM          10     1.25 eps / k  no            1         0
+PGD                   40     2.5 eps / k   yes           1         0
+MI-FGSM               10     eps / k       no            1         1.0
+C&W-Linf              PGD with the margin loss
+====================  =====  ============  ============  ========  ========
+
+The loop works per sample: each restart runs only on the samples not yet broken, samples
+that become adversarial leave the batch at once (``early_stop=True``), and the geometry
+(steepest direction, projection, random start) comes from the threat model's norm object.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from advlab.attacks.base import Batch
+from advlab.losses import LOSSES, get_loss
+from advlab.rng import CounterRNG
+from advlab.threat import ThreatModel
+from advlab.victim import Victim
+
+__all__ = ["LoopSettings", "gradient_ascent", "check_loop_params", "box_aware"]
+
+_TINY = 1e-12
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """One configuration of the shared loop (see the module docstring for the named attacks).
+
+    Attributes
+    ----------
+    steps: gradient steps per restart.
+    step_size: step length in the threat model's norm (absolute, not relative to eps).
+    restarts: independent runs; each runs only on the samples not yet adversarial.
+    random_start: start each restart at a uniform point of the ball (else at ``x``).
+    momentum: decay of the accumulated L1-normalised gradient (MI-FGSM); 0 = plain steps.
+    loss: ``"ce"``, ``"margin"`` (C&W) or ``"dlr"``; maximised.
+    early_stop: drop a sample from the batch as soon as it is adversarial (its first
+        adversarial point is returned). With ``False`` every sample runs all steps and the
+        returned point is, per sample, the adversarial one of highest loss, else the one of
+        highest loss.
+    """
+
+    steps: int
+    step_size: float
+    restarts: int = 1
+    random_start: bool = False
+    momentum: float = 0.0
+    loss: str = "ce"
+    early_stop: bool = True
+
+
+def check_loop_params(name: str, **params: Any) -> None:
+    """Validate the hyperparameters shared by the gradient attacks; errors name the parameter."""
+    for key in ("steps", "restarts"):
+        if key in params:
+            v = params[key]
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name}: {key} must be a positive integer, got {v!r}")
+    if params.get("step_size") is not None:
+        v = params["step_size"]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise ValueError(f"{name}: step_size must be a positive number (or None for the default), got {v!r}")
+    if "momentum" in params:
+        v = params["momentum"]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise ValueError(f"{name}: momentum must be a number >= 0, got {v!r}")
+    if "loss" in params and params["loss"] not in LOSSES:
+        raise ValueError(f"{name}: unknown loss {params['loss']!r}; expected one of {sorted(LOSSES)}")
+
+
+def box_aware(grad: Tensor, x: Tensor, box: tuple[float, float]) -> Tensor:
+    """Zero the gradient coordinates that point out of the box at a coordinate already on its
+    face: moving them would only be clipped away, wasting L1/L2 budget."""
+    lo, hi = box
+    blocked = ((x <= lo) & (grad < 0)) | ((x >= hi) & (grad > 0))
+    return grad.masked_fill(blocked, 0.0)
+
+
+def gradient_ascent(
+    victim: Victim, batch: Batch, threat: ThreatModel, rng: CounterRNG, s: LoopSettings
+) -> Tensor:
+    """Maximise ``s.loss`` inside the threat model's ball and box by steepest ascent.
+
+    Cost per step and active sample: one forward and one backward pass, plus a handful of
+    elementwise operations (three for Linf: sign, add, clamp). A restart whose final point
+    must be known (to decide the next restart, or with ``early_stop=False``) checks it with
+    one extra forward pass.
+
+    Returns the adversarial inputs for ``batch`` (the caller projects and verifies them):
+    per sample the first adversarial point found (with ``early_stop=False``: the final
+    iterate if adversarial, else the first adversarial point), else the final iterate.
+    """
+    x0 = batch.x
+    n = len(batch)
+    targeted = threat.targeted
+    loss_of = get_loss(s.loss)
+    lp = threat.lp
+    linf = threat.norm == "linf"
+    eps_all = threat.eps_tensor(n, x0.device, x0.dtype)
+    view = (-1,) + (1,) * (x0.dim() - 1)
+    dims = tuple(range(1, x0.dim()))
+    box_lo, box_hi = threat.box
+    # Without a random start and with steps * step_size <= eps, a Linf iterate cannot leave
+    # the ball: clipping to the box is the whole projection.
+    ball_free = linf and not s.random_start and s.steps * s.step_size <= float(eps_all[0]) * (1 + 1e-6) if n else False
+
+    best: Tensor | None = None  # allocated on the first write
+    found = torch.zeros(n, dtype=torch.bool, device=x0.device)
+
+    def record(rows: Tensor, x: Tensor, mask: Tensor | None = None) -> None:
+        nonlocal best
+        if best is None:
+            if mask is None and rows.numel() == n:
+                best = x  # every row at once (no compaction happened): no copy needed
+                return
+            best = x0.clone()
+        if mask is None:
+            best[rows] = x
+        else:
+            best[rows[mask]] = x[mask]
+
+    for r in range(s.restarts):
+        pos = (~found).nonzero().squeeze(1)
+        if pos.numel() == 0:
+            break
+        everyone = pos.numel() == n
+        idx: Tensor | None = None if everyone else pos  # None: count every row, no gathers
+        xs, ys, eps = (x0, batch.y, eps_all) if everyone else (x0[pos], batch.y[pos], eps_all[pos])
+        rows = pos
+        x = threat.random_start(xs, rng, batch.index[pos], stream=7 + r) if s.random_start else xs
+        if linf and not ball_free:  # the Linf ball intersected with the box is a box
+            lo = (xs - eps.view(view)).clamp_(min=box_lo)
+            hi = (xs + eps.view(view)).clamp_(max=box_hi)
+        g_acc = torch.zeros_like(x) if s.momentum > 0 else None
+        check_end = not s.early_stop or r < s.restarts - 1
+
+        for _ in range(s.steps):
+            _, grad, logits = victim.value_and_grad(x, lambda z, t=ys: loss_of(z, t, targeted), idx)
+            pred = logits.argmax(dim=1)
+            succ = pred == ys if targeted else pred != ys
+            if s.early_stop:
+                if bool(succ.any()):
+                    record(rows, x, succ)
+                    found[rows[succ]] = True
+                    keep = ~succ
+                    if not bool(keep.any()):
+                        rows = rows[:0]
+                        break
+                    x, grad, xs, ys, eps, rows = x[keep], grad[keep], xs[keep], ys[keep], eps[keep], rows[keep]
+                    idx = rows
+                    if linf and not ball_free:
+                        lo, hi = lo[keep], hi[keep]
+                    if g_acc is not None:
+                        g_acc = g_acc[keep]
+            else:
+                new = succ & ~found[rows]
+                if bool(new.any()):
+                    record(rows, x, new)
+                    found[rows[new]] = True
+            if g_acc is not None:
+                g_acc.mul_(s.momentum).add_(grad / grad.abs().mean(dim=dims, keepdim=True).clamp_min(_TINY))
+                grad = g_acc.clone()
+            if linf:
+                x = torch.add(x, grad.sign_(), alpha=s.step_size)
+                x = x.clamp_(box_lo, box_hi) if ball_free else torch.clamp(x, lo, hi, out=x)
+            else:
+                x = threat.project(x + s.step_size * lp.steepest(box_aware(grad, x, threat.box)), xs, eps)
+
+        if rows.numel() == 0:
+            continue
+        if check_end:
+            pred = victim.logits(x, idx).argmax(dim=1)
+            succ = pred == ys if targeted else pred != ys
+            record(rows, x, succ)  # the final iterate, when adversarial, wins
+            found[rows[succ]] = True
+            if r == s.restarts - 1:
+                record(rows, x, ~found[rows])
+        else:
+            record(rows, x)  # unchecked: the base class verifies every output
+    return x0.clone() if best is None else best
