@@ -31,9 +31,24 @@ import torch
 
 from advlab.attacks import available_attacks, get_attack
 from advlab.data import load_data
-from advlab.defenses import Defended, Distilled, GaussianNoise, RandomResizePad, BinaryThreshold, distill
+from advlab.defenses import (
+    BinaryThreshold,
+    Defended,
+    Distilled,
+    GaussianNoise,
+    RandomResizePad,
+    distill,
+)
 from advlab.defenses.detection import FeatureSqueezingDetector, evade_detector
-from advlab.models import TrainConfig, accuracy, build_model, load_model, save_model, train_model, trained_model
+from advlab.models import (
+    TrainConfig,
+    accuracy,
+    build_model,
+    load_model,
+    save_model,
+    train_model,
+    trained_model,
+)
 from advlab.threat import ThreatModel
 
 ROWS: list[dict[str, Any]] = []
@@ -123,7 +138,7 @@ def section_distill(args: argparse.Namespace, data: Any) -> None:
     pgd = get_attack("pgd", steps=40, loss="ce")
     plain = pgd(student, x, y, th, adaptive=False)
     adaptive = pgd(student, x, y, th)
-    row("distill", T=100, clean=accuracy(student, data.x_test, data.y_test), eps=0.3,
+    row("distill", T=100, clean=accuracy(student, data.x_test, data.y_test), train_seconds=student.advlab_config.get("train_seconds"), eps=0.3,
         pgd_ce_plain=plain.robust_accuracy, pgd_ce_adaptive=adaptive.robust_accuracy,
         adaptive_loss=adaptive.params.get("loss"))
     for label, spec in (("apgd_dlr", {"name": "apgd", "loss": "dlr", "steps": 100}), ("cw_linf", {"name": "cw-linf", "steps": 100}),

@@ -78,6 +78,14 @@ def test_transform_contract(t):
         assert torch.equal(t.bpda(x), out), "BPDA must not change the forward pass"
 
 
+def test_wrappers_keep_their_models_mode(cnn, mnist):
+    assert not cnn.training
+    defended = Defended(cnn, JPEG())
+    assert not defended.training
+    SignPGD(steps=1)(defended, mnist.x_test[:4], mnist.y_test[:4], LINF3)
+    assert not cnn.training, "attacking a wrapper must not switch the wrapped model to training mode"
+
+
 def test_binary_threshold_masks_the_gradient_and_bpda_restores_it():
     x = torch.rand(3, 1, 8, 8).requires_grad_(True)
     t = BinaryThreshold()

@@ -35,7 +35,14 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
         """
         with user_errors():
             from advlab.data import load_data
-            from advlab.models import DEFAULT_TRAINING, TrainConfig, accuracy, build_model, save_model, train_model
+            from advlab.models import (
+                DEFAULT_TRAINING,
+                TrainConfig,
+                accuracy,
+                build_model,
+                save_model,
+                train_model,
+            )
 
             dataset = load_data(data)
             settings = dict(DEFAULT_TRAINING.get(model, {}))
@@ -48,7 +55,10 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
             if adversarial is not None and distill is not None:
                 raise ValueError("choose either --adversarial or --distill, not both")
             if adversarial is not None:
-                from advlab.defenses.adversarial_training import AdversarialTraining, adversarial_train
+                from advlab.defenses.adversarial_training import (
+                    AdversarialTraining,
+                    adversarial_train,
+                )
 
                 at = AdversarialTraining(adversarial.lower(), eps=eps, norm=norm, steps=attack_steps, step_size=step_size, beta=beta, warmup=warmup, seed=seed)
                 net = build_model(model, **kwargs)

@@ -82,6 +82,7 @@ class Wrapper(nn.Module):
     """
 
     kind: ClassVar[str] = ""
+    model: nn.Module
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -94,6 +95,7 @@ class Wrapper(nn.Module):
             raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
         self._saved_extra: dict[str, Any] = {}
+        self.train(model.training)  # a wrapper starts in its model's mode (attacks restore it)
 
     @property
     def adaptive_loss(self) -> str | None:

@@ -75,7 +75,8 @@ class FeatureSqueezingDetector(Wrapper):
         (the largest over squeezers); ``bpda=True`` makes it differentiable."""
         p = F.softmax(self.model(x), dim=1)
         dists = [
-            (p - F.softmax(self.model(s.bpda(x) if bpda else s(x)), dim=1)).abs().sum(dim=1) for s in self.squeezers
+            (p - F.softmax(self.model(s.bpda(x) if bpda else s(x)), dim=1)).abs().sum(dim=1)  # type: ignore[operator]
+            for s in self.squeezers
         ]
         return torch.stack(dists).amax(dim=0)
 
@@ -103,7 +104,7 @@ class FeatureSqueezingDetector(Wrapper):
     def wrapper_config(self) -> dict[str, Any]:
         return {
             "type": self.kind,
-            "squeezers": [s.config() for s in self.squeezers],
+            "squeezers": [s.config() for s in self.squeezers],  # type: ignore[operator]
             "threshold": self.threshold,
             "fpr": self.fpr,
         }

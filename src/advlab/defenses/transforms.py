@@ -221,6 +221,9 @@ class JPEG(InputTransform):
 
     differentiable = False
     kind = "jpeg"
+    dct: Tensor
+    q_luma: Tensor
+    q_chroma: Tensor
 
     def __init__(self, quality: int = 75) -> None:
         super().__init__()
@@ -349,11 +352,11 @@ class Chain(InputTransform):
 
     def bpda(self, x: Tensor) -> Tensor:
         for t in self.links:
-            x = t.bpda(x)
+            x = t.bpda(x)  # type: ignore[operator]
         return x
 
     def config(self) -> dict[str, Any]:
-        return {"type": self.kind, "links": [t.config() for t in self.links]}
+        return {"type": self.kind, "links": [t.config() for t in self.links]}  # type: ignore[operator]
 
 
 TRANSFORMS: dict[str, type[InputTransform]] = {
@@ -400,6 +403,7 @@ class Defended(Wrapper):
     """
 
     kind = "defended"
+    transform: InputTransform
 
     def __init__(self, model: nn.Module, transform: InputTransform, bpda: bool = False, eot_samples: int = 10) -> None:
         super().__init__(model)
