@@ -285,6 +285,18 @@ def test_distillation_masks_gradients_and_a_logit_loss_breaks_it(distilled, mnis
     assert float((z[:, 0] - z[:, 1]).median()) > 50, "deployed at T = 1, the logits are T times too large"
 
 
+def test_library_attacks_break_distillation_with_a_logit_loss(distilled, mnist):
+    from advlab.attacks import get_attack
+
+    x, y = mnist.x_test[:100], mnist.y_test[:100]
+    naive = get_attack("pgd", steps=20, loss="ce")(distilled, x, y, LINF3, adaptive=False)
+    dlr = get_attack("apgd", steps=50, loss="dlr")(distilled, x, y, LINF3, adaptive=False)
+    auto = get_attack("pgd", steps=20, loss="ce")(distilled, x, y, LINF3)  # adaptive by default
+    assert naive.robust_accuracy >= 0.3
+    assert dlr.robust_accuracy <= 0.05, "APGD-DLR needs no hint: its loss lives on the logits"
+    assert auto.robust_accuracy <= 0.05 and auto.params["loss"] == "margin"
+
+
 # ----------------------------------------------------------------------------- adversarial training
 def test_perturb_stays_in_the_ball(cnn, mnist):
     x, y = mnist.x_test[:20], mnist.y_test[:20]
