@@ -4,6 +4,12 @@ Use :func:`get_attack` (by name) or the classes directly; every attack is called
 ``attack(model, x, y, threat) -> AttackResult``.
 """
 
+# Built-in attack modules register their attacks on import: one line per module.
+from advlab.attacks import (  # noqa: F401
+    apgd,  # APGD, APGD-T
+    ensemble,  # the AutoAttack-style cascade
+    gradient,  # FGSM, BIM, PGD, MI-FGSM, C&W-Linf
+)
 from advlab.attacks.base import Attack, AttackError, Batch
 from advlab.attacks.registry import (
     UnknownAttackError,
@@ -13,18 +19,18 @@ from advlab.attacks.registry import (
     make_attack,
     register,
 )
-
-# Built-in attacks: importing a module registers its attacks (one line per module).
-from advlab.attacks import gradient  # noqa: E402,F401,I001  (FGSM, BIM, PGD, MI-FGSM, C&W-Linf)
-from advlab.attacks import apgd  # noqa: E402,F401,I001  (APGD, APGD-T)
+from advlab.attacks.output_matching import OutputMatching, OutputMatchingNoise, fooling_images
 
 __all__ = [
     "Attack",
     "AttackError",
     "Batch",
+    "OutputMatching",
+    "OutputMatchingNoise",
     "UnknownAttackError",
     "attack_class",
     "available_attacks",
+    "fooling_images",
     "get_attack",
     "make_attack",
     "register",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import ClassVar
 
 import torch
@@ -32,7 +33,7 @@ from advlab.victim import Victim
 
 __all__ = ["APGD", "APGDTargeted", "apgd_ascent", "checkpoints", "targeted_dlr"]
 
-Objective = Callable[[Tensor, Tensor], Tensor]  # (logits, labels (B, k)) -> per-sample loss
+Objective = Callable[..., Tensor]  # objective(logits, lab=labels (B, k)) -> per-sample loss
 
 
 def checkpoints(steps: int) -> list[int]:
@@ -125,7 +126,7 @@ def apgd_ascent(
             rows = st["rows"]
             idx = rows if rows.numel() < n else None
             lab = st["labels"]
-            f, grad, logits = victim.value_and_grad(x, lambda z, t=lab: objective(z, t), idx)
+            f, grad, logits = victim.value_and_grad(x, partial(objective, lab=lab), idx)
             hit = success(logits, lab)
             if early_stop and bool(hit.any()):
                 best[rows[hit]] = x[hit]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -150,7 +151,7 @@ def gradient_ascent(
         check_end = not s.early_stop or r < s.restarts - 1
 
         for _ in range(s.steps):
-            _, grad, logits = victim.value_and_grad(x, lambda z, t=ys: loss_of(z, t, targeted), idx)
+            _, grad, logits = victim.value_and_grad(x, partial(loss_of, y=ys, targeted=targeted), idx)
             pred = logits.argmax(dim=1)
             succ = pred == ys if targeted else pred != ys
             if s.early_stop:
