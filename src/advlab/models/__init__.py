@@ -68,6 +68,12 @@ def build_any(config: dict[str, Any]) -> nn.Module:
     """Rebuild a model from a saved config, including defended wrappers (``wrapper`` key)."""
     if "name" not in config:
         raise ModelFileError("config.json has no 'name' (the architecture)")
+    if "wrapper" in config:
+        from advlab.defenses.adaptive import build_wrapper
+
+        if not isinstance(config.get("model"), dict):
+            raise ModelFileError("config.json describes a defense wrapper but has no 'model' (the wrapped model's config)")
+        return build_wrapper(config["wrapper"], build_any(config["model"]))
     return build_model(config["name"], **config.get("kwargs", {}))
 
 from advlab.models.zoo import default_cache_dir, trained_model  # noqa: E402
