@@ -185,17 +185,17 @@ class Binarized(nn.Module):
 
 
 def test_softmax_output_is_found_and_attacked_through_logits(seed_mlp, tmp_path):
-    result = advlab.evaluate(Probabilities(seed_mlp), "mnist-sample", plan_for(8, eps=(0.1,), escalate=True), out=tmp_path)
+    result = advlab.evaluate(Probabilities(seed_mlp), "mnist-sample", plan_for(8, eps=(0.1,)), out=tmp_path)
     check = result.check("softmax-output")
     assert check["verdict"] == "fail" and "logits" in check["actions"]
     esc = result.data["audit"]["escalation"]
-    assert "logits" in esc["actions"] and "attack log-probabilities" in result.summary
+    assert "logits" in esc["wanted"] and esc["actions"] == []  # the plan turned escalation off
 
 
 def test_random_output_is_found(seed_mlp, tmp_path):
-    result = advlab.evaluate(Noisy(seed_mlp), "mnist-sample", plan_for(8, eps=(0.1,), escalate=True), out=tmp_path)
+    result = advlab.evaluate(Noisy(seed_mlp), "mnist-sample", plan_for(8, eps=(0.1,)), out=tmp_path)
     assert result.check("randomness")["verdict"] == "fail"
-    assert "eot" in result.data["audit"]["escalation"]["actions"]
+    assert "eot" in result.data["audit"]["escalation"]["wanted"]
 
 
 def test_binarization_is_found(seed_mlp, tmp_path):

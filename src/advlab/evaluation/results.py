@@ -283,6 +283,7 @@ def build_results(
     checks: list[Check],
     actions: list[str],
     escalated: dict[str, list[str]],
+    wanted: list[str] | None = None,
     model_name: str,
     data_name: str,
     split: str,
@@ -318,6 +319,7 @@ def build_results(
             "checks": [c.to_dict() for c in checks],
             "escalation": {
                 "actions": actions,
+                "wanted": list(wanted if wanted is not None else actions),
                 "descriptions": [ACTIONS[a] for a in actions],
                 "attacks": escalated,
                 "robust_accuracy_before": before,

@@ -236,6 +236,7 @@ def _run(
     folds = {s.key: [_fold(job, s, b, units) for b in batches] for s in plan.threats}
     checks = []
     actions: list[str] = []
+    wanted: list[str] = []
     if plan.audit:
         probe_all = concat_units([units[f"probe/b{b}"] for b in batches])
         mains_all = {s.key: [concat_units([units[f"main/{s.key}/{e!r}/b{b}"] for b in batches]) for e in s.eps] for s in plan.threats}
@@ -245,7 +246,8 @@ def _run(
             for s in plan.threats
         }
         checks = run_checks(job, probe_all, mains_all, audits_all, minimal_all, {k: fold_all(v) for k, v in folds.items()})
-        actions = escalation_actions(checks) if plan.escalate else []
+        wanted = escalation_actions(checks)
+        actions = wanted if plan.escalate else []
 
     # ------------------------------------------------------------ stage 2: escalation
     escalated: dict[str, list[str]] = {}
@@ -272,6 +274,7 @@ def _run(
         folds=final,
         checks=checks,
         actions=actions,
+        wanted=wanted,
         escalated=escalated,
         model_name=model_name,
         data_name=data_name,
