@@ -55,7 +55,7 @@ def test_badnets_trigger_stamping(mnist):
 def test_badnets_backdoor_on_the_seed_mlp(mnist):
     # 5% poisoned training data: the trigger works and clean accuracy stays within 2 points of
     # the same network trained (same seed, same loop) on the clean data.
-    config = TrainConfig(**DEFAULT_TRAINING["seed-mlp"])
+    config = TrainConfig(**dict(DEFAULT_TRAINING["seed-mlp"], epochs=12))
     clean, _ = train_poisoned(LabelFlip(rate=0.0).poison(mnist), lambda: build_model("seed-mlp"), config)
     data = BadNets(target=0, rate=0.05).poison(mnist)
     _, report = train_poisoned(data, lambda: build_model("seed-mlp"), config, reference=clean)
