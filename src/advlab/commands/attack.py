@@ -1,0 +1,153 @@
+"""``advlab attack NAME`` and ``advlab list attacks``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from advlab.commands._common import console, progress_bar, user_errors
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    """``["steps=10", "loss=dlr", 'attacks=[{"name": "apgd"}]']`` -> a dict; values are read as
+    JSON when they parse (numbers, true/false, lists, objects), else kept as strings."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ValueError(f"--param {item!r}: expected key=value")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def load_victim(model: str, data: str) -> Any:
+    """A model folder (safetensors + config.json) or a registered architecture name, meaning the
+    cached model trained on ``data`` with the default settings."""
+    from advlab.models import available_models, load_model, trained_model
+
+    path = Path(model)
+    if path.is_dir():
+        return load_model(path)
+    if model in available_models():
+        return trained_model(model, dataset=data, progress=True)
+    raise ValueError(
+        f"--model {model!r} is neither a model folder nor a registered model "
+        f"(known: {', '.join(available_models())}); train one with `advlab train`"
+    )
+
+
+def register(app: typer.Typer, list_app: typer.Typer) -> None:
+    @app.command("attack")
+    def attack_cmd(
+        name: str = typer.Argument(..., help="Attack name (see `advlab list attacks`)."),
+        model: str = typer.Option(..., "--model", help="Model folder, or a registered model name (seed-mlp, cnn) for the cached trained model."),
+        data: str = typer.Option("mnist-sample", "--data", help="Dataset; the attack runs on its test split."),
+        norm: str = typer.Option("linf", "--norm", help="linf, l2, l1 or l0."),
+        eps: float = typer.Option(None, "--eps", help="Perturbation budget; omit for a minimal-norm attack."),
+        targeted: bool = typer.Option(False, "--targeted", help="Aim for chosen target classes."),
+        targets: str = typer.Option("random", "--targets", help="Target rule when --targeted: random, next, least-likely."),
+        n: int = typer.Option(1000, "--n", help="Number of test images."),
+        steps: int = typer.Option(None, "--steps", help="Gradient steps (attacks that have them)."),
+        step_size: float = typer.Option(None, "--step-size", help="Step size in the threat model's norm."),
+        restarts: int = typer.Option(None, "--restarts", help="Random restarts."),
+        loss: str = typer.Option(None, "--loss", help="Objective: ce, margin (cw) or dlr."),
+        seed: int = typer.Option(0, "--seed", help="Random seed of the attack."),
+        param: list[str] = typer.Option([], "--param", "-p", help="Any hyperparameter as key=value (JSON values), repeatable."),
+        batch_size: int = typer.Option(500, "--batch-size", help="Images per batch (results do not depend on it)."),
+        device: str = typer.Option(None, "--device", help="cpu or cuda (default: where the model is)."),
+        out: Path = typer.Option(None, "--out", help="Folder for adv.npz, adv.json (AttackResult.save) and summary.json."),
+    ) -> None:
+        """Run an attack on a model's test images and print success, accuracy, norms and speed."""
+        with user_errors():
+            from advlab.attacks import get_attack
+            from advlab.data import load_data
+            from advlab.threat import ThreatModel
+
+            params = parse_params(param)
+            options = {"steps": steps, "step_size": step_size, "restarts": restarts, "loss": loss}
+            params.update({k: v for k, v in options.items() if v is not None})
+            params["seed"] = seed
+            atk = get_attack(name, **params)
+            threat = ThreatModel(norm, eps=eps, targeted=targeted)
+            atk.check_threat(threat)
+            if n < 1:
+                raise ValueError(f"--n must be positive, got {n}")
+            dataset = load_data(data)
+            x, y = dataset.x_test[:n], dataset.y_test[:n]
+            net = load_victim(model, data)
+            if device is not None:
+                net = net.to(device)
+            with progress_bar(f"{atk.name} on {len(x)} images", total=len(x)) as advance:
+                result = atk(net, x, y, threat, targets=targets if targeted else None, batch_size=batch_size, device=device, progress=advance)
+            summary = result.summary()
+            summary.update({"model": model, "data": data})
+            console().print(summary_table(summary, threat.describe()))
+            if out is not None:
+                out.mkdir(parents=True, exist_ok=True)
+                result.save(out / "adv.npz")
+                (out / "summary.json").write_text(json.dumps(summary, indent=2))
+                console().print(f"[green]wrote[/] {out / 'adv.npz'}, {out / 'summary.json'}")
+
+    @list_app.command("attacks")
+    def list_attacks() -> None:
+        """Attacks: name, norms, targeted, family and paper."""
+        from rich import box
+        from rich.table import Table
+
+        from advlab.attacks import available_attacks
+
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+        for col in ("name", "norms", "targeted", "family"):
+            table.add_column(col, no_wrap=True)
+        table.add_column("paper")
+        for key, cls in available_attacks().items():
+            kind = "yes" if cls.supports_targeted and cls.supports_untargeted else "only" if cls.supports_targeted else "no"
+            family = cls.family + (", minimal" if cls.minimal else "") + ("" if cls.knowledge == "white" else f", {cls.knowledge} box")
+            table.add_row(key, " ".join(cls.norms), kind, family, short_paper(cls.paper))
+        console().print(table)
+
+
+def short_paper(paper: str) -> str:
+    """``"Madry et al. 2017, Towards ..., arXiv:1706.06083"`` -> ``"Madry et al. 2017, arXiv:1706.06083"``."""
+    parts = [p.strip() for p in paper.split(",")]
+    arxiv = [p for p in parts if "arXiv" in p]
+    head = parts[0] if parts else ""
+    return ", ".join([head] + [a for a in arxiv if a != head]) if arxiv else head
+
+
+def summary_table(s: dict[str, Any], threat: str) -> Any:
+    """The CLI's summary of one attack run (a rich Table)."""
+    from rich.table import Table
+
+    def num(v: Any, fmt: str = ".4f") -> str:
+        return "-" if v is None else format(v, fmt)
+
+    table = Table(title=f"{s['attack']}: {threat}", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    norm = s["threat"]["norm"]
+    rows = [
+        ("images", str(s["n"])),
+        ("clean accuracy", num(s["clean_accuracy"])),
+        ("robust accuracy", num(s["robust_accuracy"])),
+        ("success rate", num(s["success_rate"])),
+        ("success on correct", num(s["success_rate_on_correct"])),
+        (f"median {norm} (successful)", num(s["median_norm"][norm])),
+        ("median l2 / linf", f"{num(s['median_norm']['l2'])} / {num(s['median_norm']['linf'])}"),
+        ("mean forward / backward passes", f"{s['mean_forwards']:.1f} / {s['mean_backwards']:.1f}"),
+        ("time", f"{s['seconds']:.2f} s"),
+        ("images/s", num(s["images_per_second"], ".1f")),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+__all__ = ["register", "parse_params", "load_victim", "summary_table", "short_paper"]
