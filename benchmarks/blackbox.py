@@ -32,8 +32,8 @@ from advlab.threat import ThreatModel
 
 def min_l2_reference(model, x, y) -> tuple[torch.Tensor, str]:
     """Per-sample minimal L2 found with white-box access."""
-    if "cw" in available_attacks():
-        res = get_attack("cw")(model, x, y, ThreatModel("l2"))
+    if "cw-l2" in available_attacks():
+        res = get_attack("cw-l2")(model, x, y, ThreatModel("l2"))
         return res.norms["l2"][res.success], "C&W L2"
     lo, hi = torch.zeros(len(x)), torch.full((len(x),), 8.0)
     for _ in range(12):

@@ -176,8 +176,8 @@ def test_nes_linf(seed_mlp, data):
 def _min_l2_reference(model, x, y):
     """A white-box minimal-L2 reference: C&W when registered, else bisection on eps with
     PGD-L2 (an upper bound on the minimal norm close to C&W's)."""
-    if "cw" in available_attacks():
-        res = get_attack("cw")(model, x, y, ThreatModel("l2"))
+    if "cw-l2" in available_attacks():
+        res = get_attack("cw-l2")(model, x, y, ThreatModel("l2"))
         return res.norms["l2"], res.success
     lo = torch.zeros(len(x))
     hi = torch.full((len(x),), 8.0)
