@@ -1,10 +1,16 @@
 """Speed of the gradient attacks against the floor: k plain forward+backward passes.
 
-For each attack and model, on the same images: the attack's wall time (``AttackResult.seconds``)
-and the time of exactly k forward + backward passes of the same model in plain torch, where
-k = the attack's gradient steps per sample (steps * restarts). Ratio = attack / floor.
+For each attack and model, on the same images, three timings (CPU time of this process, best
+of ``--repeat`` interleaved runs, so that other load on the machine does not count):
+
+* floor: exactly k forward + backward passes (gradient w.r.t. the input) of the same model
+  in plain torch, k = the attack's gradient steps per sample (steps * restarts);
+* loop: the attack's own work (``Attack._run`` on every batch);
+* call: the whole ``attack(model, x, y, threat)`` call, which adds input validation, a clean
+  forward pass, the projection of the output and a verification forward pass.
+
 Run with early stopping on (the default: cheaper than the floor when samples break early)
-and off (every sample runs every step: this isolates the loop's own overhead).
+and off (every sample runs every step: this isolates the per-step overhead).
 
     OMP_NUM_THREADS=1 python benchmarks/attacks.py --n 1000 --models seed-mlp cnn
 """
@@ -12,16 +18,17 @@ and off (every sample runs every step: this isolates the loop's own overhead).
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
 import torch.nn.functional as F
 
-from advlab.attacks import get_attack
+from advlab.attacks import Batch, get_attack
 from advlab.data import load_data
 from advlab.models import trained_model
+from advlab.rng import CounterRNG
 from advlab.threat import ThreatModel
+from advlab.victim import Victim
 
 # (name, params, gradient steps per sample when nothing stops early)
 ATTACKS = [
@@ -32,18 +39,31 @@ ATTACKS = [
     ("cw-linf", {"steps": 40}, 40),
     ("apgd", {"steps": 40}, 40),
 ]
+clock = time.process_time
 
 
-def floor_seconds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, k: int, batch_size: int) -> float:
+def floor_seconds(model, x, y, k: int, batch_size: int) -> float:
     """Exactly k forward+backward passes (gradient w.r.t. the input) on every image."""
-    start = time.perf_counter()
+    start = clock()
     for i in range(0, len(x), batch_size):
         xb, yb = x[i : i + batch_size], y[i : i + batch_size]
         for _ in range(k):
             xr = xb.detach().requires_grad_(True)
             loss = F.cross_entropy(model(xr), yb, reduction="none")
             torch.autograd.grad(loss.sum(), xr)
-    return time.perf_counter() - start
+    return clock() - start
+
+
+def loop_seconds(atk, model, x, y, threat, batch_size: int) -> float:
+    """The attack's own work: ``_run`` on every batch, as ``Attack.__call__`` drives it."""
+    rng = CounterRNG(atk.seed)
+    num_classes = int(model(x[:1]).shape[1])
+    start = clock()
+    for i in range(0, len(x), batch_size):
+        sel = torch.arange(i, min(i + batch_size, len(x)))
+        batch = Batch(x=x[sel], y=y[sel], y_true=y[sel], index=sel, num_classes=num_classes)
+        atk._run(Victim(model, len(sel), x.device), batch, threat, rng)
+    return clock() - start
 
 
 def main() -> None:
@@ -52,7 +72,7 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["seed-mlp", "cnn"])
     ap.add_argument("--eps", type=float, default=0.3)
     ap.add_argument("--batch-size", type=int, default=500)
-    ap.add_argument("--repeat", type=int, default=3, help="median of this many runs")
+    ap.add_argument("--repeat", type=int, default=5, help="best of this many interleaved runs")
     ap.add_argument("--attacks", nargs="*", default=None)
     ap.add_argument("--cache", default=None, help="model cache folder (default: ADVLAB_CACHE)")
     args = ap.parse_args()
@@ -60,7 +80,8 @@ def main() -> None:
     data = load_data("mnist-sample")
     x, y = data.x_test[: args.n], data.y_test[: args.n]
     threat = ThreatModel("linf", eps=args.eps)
-    print(f"{'model':9} {'attack':8} {'early':5} {'k':>4} {'robust':>7} {'img/s':>9} {'attack s':>9} {'floor s':>8} {'ratio':>6}")
+    print(f"torch threads: {torch.get_num_threads()}, {args.n} images, Linf eps {args.eps}, batch {args.batch_size}")
+    print(f"{'model':9} {'attack':8} {'early':5} {'k':>4} {'robust':>7} {'img/s':>8} {'floor s':>8} {'loop s':>8} {'call s':>8} {'loop/floor':>10} {'call/floor':>10}")
     for model_name in args.models:
         model = trained_model(model_name, cache_dir=args.cache).eval()
         for p in model.parameters():
@@ -76,15 +97,18 @@ def main() -> None:
                     continue
                 atk = get_attack(name, **p)
                 atk(model, x[:8], y[:8], threat)  # warm-up
-                times, floors = [], []
-                for _ in range(args.repeat):  # interleaved, median
-                    res = atk(model, x, y, threat, batch_size=args.batch_size)
-                    times.append(res.seconds)
+                floors, loops, calls = [], [], []
+                for _ in range(args.repeat):  # interleaved; the minimum filters out other load
                     floors.append(floor_seconds(model, x, y, k, args.batch_size))
-                t, f = statistics.median(times), statistics.median(floors)
+                    loops.append(loop_seconds(atk, model, x, y, threat, args.batch_size))
+                    start = clock()
+                    res = atk(model, x, y, threat, batch_size=args.batch_size)
+                    calls.append(clock() - start)
+                f, lo, c = min(floors), min(loops), min(calls)
                 print(
-                    f"{model_name:9} {name:8} {str(early):5} {k:>4} {res.robust_accuracy:7.3f} {len(x) / t:9.0f} "
-                    f"{t:9.3f} {f:8.3f} {t / f:6.2f}"
+                    f"{model_name:9} {name:8} {str(early):5} {k:>4} {res.robust_accuracy:7.3f} {len(x) / c:8.0f} "
+                    f"{f:8.3f} {lo:8.3f} {c:8.3f} {lo / f:10.2f} {c / f:10.2f}",
+                    flush=True,
                 )
 
 

@@ -36,3 +36,11 @@ def cnn(model_cache):
     from advlab.models import trained_model
 
     return trained_model("cnn", cache_dir=model_cache)
+
+
+@pytest.fixture(scope="session")
+def lstm(model_cache):
+    """The row-by-row LSTM (sequential MNIST) trained with its default settings (about 6 s once)."""
+    from advlab.models import trained_model
+
+    return trained_model("lstm", cache_dir=model_cache)

@@ -111,7 +111,11 @@ def test_seeded_runs_are_identical_and_batch_size_does_not_matter(name, seed_mlp
     assert torch.equal(a.forwards, b.forwards) and torch.equal(a.backwards, b.backwards)
     c = atk(seed_mlp, x, y, threat, targets=targets, batch_size=7)
     assert torch.equal(a.success, c.success), "per-sample success depends on the batch size"
-    assert torch.allclose(a.x_adv, c.x_adv, atol=1e-5), "per-sample output depends on the batch size"
+    # Matrix kernels round differently with the batch size, and adaptive steps (Adam) can
+    # amplify that to ~1e-5; a real dependence (noise drawn per batch, batch-wide statistics)
+    # shows as differences of the order of the step size.
+    diff = (a.x_adv - c.x_adv).abs()
+    assert torch.allclose(a.x_adv, c.x_adv, atol=1e-4), f"per-sample output depends on the batch size: max {float(diff.max()):.3g}, {int((diff > 1e-5).sum())} coordinates"
     assert torch.equal(a.forwards, c.forwards) and torch.equal(a.backwards, c.backwards)
 
 
@@ -124,7 +128,10 @@ def test_passes_are_counted(name, seed_mlp, data):
     attacked = res.clean_pred == y if not res.threat.targeted else res.clean_pred != res.target
     assert bool((res.forwards[attacked] > 0).all()), "an attacked sample spent no forward pass"
     assert bool((res.forwards[~attacked] == 0).all()), "a sample adversarial from the start was charged"
-    assert bool((res.backwards <= res.forwards).all()), "more backward than forward passes"
+    # A forward pass feeds at most one backward pass per output (a full Jacobian, as DeepFool
+    # and JSMA take, is one vector-Jacobian product per class).
+    num_classes = 10
+    assert bool((res.backwards <= num_classes * res.forwards).all()), "more backward passes than one forward can feed"
     if cls.uses_gradients:
         assert bool((res.backwards[attacked] > 0).all())
     else:

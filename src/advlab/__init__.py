@@ -28,6 +28,10 @@ _LAZY = {
     "load_model": "advlab.models",
     "CounterRNG": "advlab.rng",
     "InputError": "advlab.validation",
+    "evaluate": "advlab.evaluation",
+    "EvaluationPlan": "advlab.evaluation",
+    "ThreatSpec": "advlab.evaluation",
+    "EvaluationResult": "advlab.evaluation",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

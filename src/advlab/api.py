@@ -23,13 +23,17 @@ def attack(
     *,
     targets: Any = None,
     batch_size: int | None = 500,
+    adaptive: bool = True,
     **params: Any,
 ) -> AttackResult:
     """Run attack ``name`` (with hyperparameters ``params``) on ``model``.
 
     >>> result = advlab.attack("pgd", model, x, y, ThreatModel("linf", eps=0.3), steps=40)  # doctest: +SKIP
+
+    A defended model is attacked the way it declares (BPDA, EOT, a loss on logits) unless
+    ``adaptive=False``.
     """
     atk = name if isinstance(name, Attack) else get_attack(name, **params)
     if threat is None:
         raise ValueError("attack() needs a ThreatModel, e.g. ThreatModel('linf', eps=0.3)")
-    return atk(model, x, y, threat, targets=targets, batch_size=batch_size)
+    return atk(model, x, y, threat, targets=targets, batch_size=batch_size, adaptive=adaptive)

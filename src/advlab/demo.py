@@ -57,6 +57,8 @@ class DemoConfig:
 
     ``images`` test images are attacked (at least 10, so every class is present); ``steps``
     caps the descent of every attack; ``lambdas`` is the sweep (it always includes ``lam``).
+    ``threads`` is torch's intra-op thread count during the run: the 784-20-10 network is so
+    small that more threads only add synchronisation (on a busy 2-core machine, many times over).
     """
 
     seed: int = 0
@@ -66,6 +68,7 @@ class DemoConfig:
     steps: int = 2000
     threshold: float = 0.5
     pairs_shown: int = 20
+    threads: int = 1
 
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -77,6 +80,8 @@ class DemoConfig:
         lams = (self.lam, *self.lambdas)
         if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf") for v in lams):
             raise InputError(f"lambda values must be finite numbers >= 0, got lam={self.lam!r}, lambdas={self.lambdas!r}")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
+            raise InputError(f"threads must be a positive int, got {self.threads!r}")
         if not 0.0 < self.threshold < 1.0:
             raise InputError(f"threshold must lie in (0, 1), got {self.threshold!r}")
 
@@ -135,6 +140,16 @@ def run_demo(
         ``progress(description, total)`` returning a context manager that yields an
         ``advance(n)`` function, e.g. :func:`advlab.commands._common.progress_bar`.
     """
+    cfg = config or DemoConfig()
+    before = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        return _run(Path(out), cfg, model, progress)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run(out: Path, cfg: DemoConfig, model: nn.Module | None, progress: Progress | None) -> dict[str, Any]:
     from advlab.attacks import OutputMatching, fooling_images
     from advlab.data import load_data
     from advlab.defenses import BinaryThreshold, Defended
@@ -148,8 +163,6 @@ def run_demo(
     )
     from advlab.threat import ThreatModel
 
-    cfg = config or DemoConfig()
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     stage = progress or _no_progress
     seconds: dict[str, float] = {}

@@ -41,17 +41,17 @@ class Victim:
         self.forwards = torch.zeros(n, dtype=torch.long, device=device)
         self.backwards = torch.zeros(n, dtype=torch.long, device=device)
 
-    def _count(self, counter: Tensor, idx: Tensor | None, rows: int) -> None:
+    def _count(self, counter: Tensor, idx: Tensor | None, rows: int, amount: int = 1) -> None:
         if idx is None:
             if rows != self.n:
                 raise ValueError(f"pass idx= when calling the victim on {rows} of {self.n} rows")
-            counter += 1
+            counter += amount
         elif idx.dtype == torch.bool:
-            counter[idx] += 1
+            counter[idx] += amount
         else:
             # index_add_ counts repeated positions (several queries around one sample) once each
             idx = idx.to(counter.device).long().reshape(-1)
-            counter.index_add_(0, idx, torch.ones_like(idx))
+            counter.index_add_(0, idx, torch.full_like(idx, amount))
 
     def logits(self, x: Tensor, idx: Tensor | None = None) -> Tensor:
         """Logits without gradient (one query per row)."""
@@ -82,3 +82,21 @@ class Victim:
         if grad is None:  # the model cut the graph (e.g. a thresholding defense): no signal
             grad = torch.zeros_like(x_)
         return loss.detach(), grad.detach(), logits.detach()
+
+    def jacobian(self, outputs: Tensor, x: Tensor, idx: Tensor | None = None) -> Tensor:
+        """Gradients of each column of ``outputs`` with respect to ``x``: shape ``(m, *x.shape)``.
+
+        ``outputs`` (rows, m) must be computed from :meth:`forward` on ``x`` (which requires
+        grad) with ``backward=False``; ``outputs`` may keep only some rows of that forward
+        pass (those still worth differentiating), and ``idx`` names their positions in the
+        batch.  Counts ``m`` backward passes per row (one vector-Jacobian product per
+        column, which on CPU is faster than a vmapped batched gradient).
+        """
+        m = outputs.shape[1]
+        self._count(self.backwards, idx, outputs.shape[0], amount=m)
+        with torch.enable_grad():
+            grads = [
+                torch.autograd.grad(outputs[:, k].sum(), x, retain_graph=k < m - 1)[0]
+                for k in range(m)
+            ]
+        return torch.stack(grads)

@@ -109,7 +109,8 @@ def apgd_ascent(
             e = st["eps"].view(view)
             st["lo"] = (st["xs"] - e).clamp_(min=box_lo)
             st["hi"] = (st["xs"] + e).clamp_(max=box_hi)
-        x = threat.random_start(st["xs"], rng, batch.index[pos], stream=stream + 13 * r) if random_start else st["xs"]
+        # three rotating buffers (x, x_prev, spare) and x_max, all updated in place
+        x = threat.random_start(st["xs"], rng, batch.index[pos], stream=stream + 13 * r) if random_start else st["xs"].clone()
         m = pos.numel()
         st["eta"] = 2 * st["eps"]
         st["f_max"] = torch.full((m,), -math.inf, device=x0.device, dtype=x0.dtype)
@@ -117,8 +118,9 @@ def apgd_ascent(
         st["f_mark"] = torch.full((m,), -math.inf, device=x0.device, dtype=x0.dtype)
         st["ups"] = torch.zeros(m, device=x0.device, dtype=x0.dtype)
         st["halved"] = torch.ones(m, dtype=torch.bool, device=x0.device)
-        st["x_max"] = x
-        st["x_prev"] = x
+        st["x_max"] = x.clone()
+        st["x_prev"] = torch.empty_like(x)
+        st["spare"] = torch.empty_like(x)
         last_mark = 0
         check_end = not early_stop or r < restarts - 1
 
@@ -144,10 +146,11 @@ def apgd_ascent(
                     found[rows[new]] = True
 
             better = f > st["f_max"]
-            st["ups"] += (f > st["f_prev"]).to(x.dtype)
+            st["ups"] += f > st["f_prev"]
             st["f_prev"] = f
-            st["f_max"] = torch.where(better, f, st["f_max"])
-            st["x_max"] = torch.where(better.view(view), x, st["x_max"])
+            st["f_max"] = torch.maximum(f, st["f_max"])
+            # lerp with a 0/1 weight is an exact per-row select, and far cheaper than torch.where
+            st["x_max"].lerp_(x, better.to(x.dtype).view(view))
 
             restart_rows = None
             if k in marks:
@@ -163,22 +166,17 @@ def apgd_ascent(
 
             # z = P(x + eta * steepest); x+ = P(x + alpha (z - x) + (1 - alpha)(x - x_prev))
             if linf:
-                direction = grad.sign_()
+                nxt = project(torch.addcmul(x, st["eta"].view(view), grad.sign_(), out=st["spare"]), st)
             else:
-                direction = lp.steepest(box_aware(grad, x, threat.box))
-            z = project(torch.addcmul(x, st["eta"].view(view), direction), st)
-            if k == 0:
-                x_new = z
-            else:
-                x_new = torch.lerp(x, z, alpha).add_(x - st["x_prev"], alpha=1 - alpha)
-                x_new = project(x_new, st)
+                nxt = project(x + st["eta"].view(view) * lp.steepest(box_aware(grad, x, threat.box)), st)
+            if k > 0:  # alpha z + (1 - alpha)(2x - x_prev), and lerp(x_prev, x, 2) = 2x - x_prev
+                torch.lerp(torch.lerp(st["x_prev"], x, 2.0, out=st["x_prev"]), nxt, alpha, out=nxt)
+                nxt = project(nxt, st)
             if restart_rows is not None and bool(restart_rows.any()):
-                back = restart_rows.view(view)
-                x_new = torch.where(back, st["x_max"], x_new)
-                st["x_prev"] = torch.where(back, st["x_max"], x)
-            else:
-                st["x_prev"] = x
-            x = x_new
+                back = restart_rows.to(x.dtype).view(view)
+                nxt.lerp_(st["x_max"], back)  # continue from the best point ...
+                x.lerp_(st["x_max"], back)  # ... without momentum (x becomes x_prev)
+            st["spare"], st["x_prev"], x = st["x_prev"], x, nxt
 
         rows = st["rows"]
         if rows.numel() == 0:

@@ -142,6 +142,7 @@ class Attack:
         batch_size: int | None = 500,
         device: torch.device | str | None = None,
         progress: Callable[[int], None] | None = None,
+        adaptive: bool = True,
     ) -> AttackResult:
         """Attack ``model`` on inputs ``x`` with true labels ``y`` under ``threat``.
 
@@ -162,6 +163,11 @@ class Attack:
             Where to run; by default the model's device.
         progress:
             Called with the number of samples finished after each batch.
+        adaptive:
+            Attack a defense the way it declares it must be attacked (BPDA, EOT, a loss on
+            logits; see :mod:`advlab.defenses.adaptive`).  ``False`` attacks the deployed
+            model naively, to show what gradient masking hides.  Success is always judged
+            on the deployed model.
         """
         self.check_threat(threat)
         if not isinstance(model, nn.Module):
@@ -173,6 +179,11 @@ class Attack:
             raise InputError(f"batch_size must be a positive int or None, got {batch_size!r}")
         bs = n if batch_size is None else batch_size
         rng = CounterRNG(self.seed)
+        runner, attacked = (self, model)
+        if adaptive:
+            from advlab.defenses.adaptive import adapt
+
+            runner, attacked = adapt(self, model)
 
         with frozen(model):
             clean_logits = torch.cat(
@@ -196,8 +207,8 @@ class Attack:
             for i in range(0, todo.numel(), bs):
                 sel = todo[i : i + bs]
                 batch = Batch(x=x_t[sel], y=goal[sel], y_true=y_t[sel], index=sel, num_classes=num_classes)
-                victim = Victim(model, len(sel), dev)
-                out = self._run(victim, batch, threat, rng)
+                victim = Victim(attacked, len(sel), dev)
+                out = runner._run(victim, batch, threat, rng)
                 if not isinstance(out, Tensor) or out.shape != batch.x.shape:
                     raise AttackError(f"attack {self.name!r} returned {getattr(out, 'shape', out)!r}, expected {tuple(batch.x.shape)}")
                 out = torch.nan_to_num(out.detach().to(x_t.dtype), nan=0.0)
@@ -226,7 +237,7 @@ class Attack:
             seconds=seconds,
             attack=self.name,
             threat=threat,
-            params=self.params(),
+            params=runner.params(),
             target=target_t,
             adv_confidence=conf,
         )

@@ -111,6 +111,10 @@ class Ensemble(Attack):
         JSON) or attack instances. ``None`` = :data:`DEFAULT_ATTACKS` for the threat model's
         norm (APGD-CE, APGD-T with the targeted DLR loss over the top 9 classes, and any
         registered black-box member). Members without their own ``seed`` get the ensemble's.
+        Members that cannot run under the threat model (its norm, or targeted when they are
+        untargeted-only like ``apgd-t``) are skipped with a logged warning, so one list serves
+        targeted and untargeted evaluations; a spec's ``"when": "targeted"`` (or
+        ``"untargeted"``) limits a member to one of them silently.
 
     Cost: the sum of the members' costs on the samples that reach them, plus one forward pass
     per member and sample to check its output.
@@ -154,10 +158,10 @@ class Ensemble(Attack):
         for spec in self.attacks:
             spec, when = _split(spec)
             atk = make_attack(self._seeded(spec))
-            if when is not None and (when == "targeted") != threat.targeted:
-                continue
-            atk.check_threat(threat)  # an explicit member that cannot run is an error
-            out.append(atk)
+            if _applies(atk, when, threat):
+                out.append(atk)
+            elif when is None:
+                log.warning("ensemble: skipping member %r, which cannot run under %s", atk, threat.describe())
         return out
 
     def check_threat(self, threat: ThreatModel) -> None:

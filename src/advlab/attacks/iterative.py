@@ -114,7 +114,6 @@ def gradient_ascent(
     linf = threat.norm == "linf"
     eps_all = threat.eps_tensor(n, x0.device, x0.dtype)
     view = (-1,) + (1,) * (x0.dim() - 1)
-    dims = tuple(range(1, x0.dim()))
     box_lo, box_hi = threat.box
     # Without a random start and with steps * step_size <= eps, a Linf iterate cannot leave
     # the ball: clipping to the box is the whole projection.
@@ -143,7 +142,8 @@ def gradient_ascent(
         idx: Tensor | None = None if everyone else pos  # None: count every row, no gathers
         xs, ys, eps = (x0, batch.y, eps_all) if everyone else (x0[pos], batch.y[pos], eps_all[pos])
         rows = pos
-        x = threat.random_start(xs, rng, batch.index[pos], stream=7 + r) if s.random_start else xs
+        # x is owned by the loop and updated in place (no allocation per step)
+        x = threat.random_start(xs, rng, batch.index[pos], stream=7 + r) if s.random_start else xs.clone()
         if linf and not ball_free:  # the Linf ball intersected with the box is a box
             lo = (xs - eps.view(view)).clamp_(min=box_lo)
             hi = (xs + eps.view(view)).clamp_(max=box_hi)
@@ -154,33 +154,34 @@ def gradient_ascent(
             _, grad, logits = victim.value_and_grad(x, partial(loss_of, y=ys, targeted=targeted), idx)
             pred = logits.argmax(dim=1)
             succ = pred == ys if targeted else pred != ys
-            if s.early_stop:
-                if bool(succ.any()):
-                    record(rows, x, succ)
-                    found[rows[succ]] = True
-                    keep = ~succ
-                    if not bool(keep.any()):
-                        rows = rows[:0]
-                        break
-                    x, grad, xs, ys, eps, rows = x[keep], grad[keep], xs[keep], ys[keep], eps[keep], rows[keep]
-                    idx = rows
-                    if linf and not ball_free:
-                        lo, hi = lo[keep], hi[keep]
-                    if g_acc is not None:
-                        g_acc = g_acc[keep]
-            else:
-                new = succ & ~found[rows]
-                if bool(new.any()):
-                    record(rows, x, new)
-                    found[rows[new]] = True
-            if g_acc is not None:
-                g_acc.mul_(s.momentum).add_(grad / grad.abs().mean(dim=dims, keepdim=True).clamp_min(_TINY))
-                grad = g_acc.clone()
+            hit = bool(succ.any())
+            if hit:  # keep the adversarial points before the step moves them
+                new = succ if s.early_stop else succ & ~found[rows]
+                record(rows, x, new)
+                found[rows[new]] = True
+            if g_acc is not None:  # g <- mu g + grad / ||grad||_1
+                l1 = torch.linalg.vector_norm(grad.flatten(1), ord=1, dim=1).clamp_min(_TINY)
+                g_acc.mul_(s.momentum).addcdiv_(grad, l1.view(view))
+                grad.copy_(g_acc)
             if linf:
-                x = torch.add(x, grad.sign_(), alpha=s.step_size)
-                x = x.clamp_(box_lo, box_hi) if ball_free else torch.clamp(x, lo, hi, out=x)
+                x.add_(grad.sign_(), alpha=s.step_size)
+                x.clamp_(box_lo, box_hi) if ball_free else torch.clamp(x, lo, hi, out=x)
             else:
                 x = threat.project(x + s.step_size * lp.steepest(box_aware(grad, x, threat.box)), xs, eps)
+            if s.early_stop and hit:  # the broken samples leave the batch
+                keep = ~succ
+                if not bool(keep.any()):
+                    rows = rows[:0]
+                    break
+                x, ys, rows = x[keep], ys[keep], rows[keep]
+                idx = rows
+                if linf:
+                    if not ball_free:
+                        lo, hi = lo[keep], hi[keep]
+                else:
+                    xs, eps = xs[keep], eps[keep]
+                if g_acc is not None:
+                    g_acc = g_acc[keep]
 
         if rows.numel() == 0:
             continue

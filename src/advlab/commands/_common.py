@@ -43,3 +43,17 @@ def console() -> Any:
     from rich.console import Console
 
     return Console()
+
+
+def load_victim(spec: str, dataset: str = "mnist-sample") -> Any:
+    """A model from a saved folder (``model.safetensors`` + ``config.json``) or, given an
+    architecture name, the reference model trained on ``dataset`` (cached)."""
+    from pathlib import Path
+
+    from advlab.models import available_models, load_model, trained_model
+
+    if Path(spec).is_dir():
+        return load_model(spec)
+    if spec in available_models():
+        return trained_model(spec, dataset, progress=True)
+    raise ValueError(f"--model {spec!r} is neither a saved model folder nor an architecture ({', '.join(available_models())})")

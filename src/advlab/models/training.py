@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 # A hook that turns a clean batch into the batch actually trained on (adversarial training,
 # poisoning, augmentation): (model, x, y, step) -> (x, y) or (x, soft_targets).
 BatchTransform = Callable[[nn.Module, Tensor, Tensor, int], tuple[Tensor, Tensor]]
+# A training objective replacing the (soft-label) cross-entropy: (model, x, y) -> scalar loss
+# (TRADES needs the clean and the adversarial batch in one loss).
+Objective = Callable[[nn.Module, Tensor, Tensor], Tensor]
 
 
 @dataclass
@@ -40,13 +43,15 @@ def train_model(
     config: TrainConfig | None = None,
     *,
     transform: BatchTransform | None = None,
+    objective: Objective | None = None,
     progress: bool = False,
     description: str = "training",
 ) -> dict[str, Any]:
     """Train ``model`` in place on ``(x, y)``; deterministic given ``config.seed``.
 
     ``y`` may hold integer labels or soft targets (N, C) (defensive distillation).  Logits are
-    divided by ``config.temperature`` before the softmax.  Returns a history dict.
+    divided by ``config.temperature`` before the softmax.  ``transform`` turns each clean batch
+    into the batch trained on; ``objective(model, x, y)`` replaces the loss.  Returns a history dict.
     """
     cfg = config or TrainConfig()
     torch.manual_seed(cfg.seed)
@@ -75,11 +80,12 @@ def train_model(
                 if transform is not None:
                     xb, yb = transform(model, xb, yb, step)
                     model.train()
-                logits = model(xb) / cfg.temperature
-                if yb.dtype.is_floating_point:
-                    loss = -(yb * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+                if objective is not None:
+                    loss = objective(model, xb, yb)
+                elif yb.dtype.is_floating_point:
+                    loss = -(yb * F.log_softmax(model(xb) / cfg.temperature, dim=1)).sum(dim=1).mean()
                 else:
-                    loss = F.cross_entropy(logits, yb)
+                    loss = F.cross_entropy(model(xb) / cfg.temperature, yb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

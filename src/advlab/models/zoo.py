@@ -29,12 +29,15 @@ def trained_model(
     cache_dir: str | Path | None = None,
     training: dict[str, Any] | None = None,
     model_kwargs: dict[str, Any] | None = None,
+    adversarial: dict[str, Any] | None = None,
     progress: bool = False,
 ) -> nn.Module:
     """Model ``name`` trained on ``dataset`` with the default (or given) settings.
 
     The result is cached under ``cache_dir`` keyed by every setting, so a second call loads the
-    safetensors file instead of training again.
+    safetensors file instead of training again.  ``adversarial`` holds
+    :class:`advlab.defenses.adversarial_training.AdversarialTraining` settings
+    (``{"method": "pgd", "eps": 0.3, "steps": 10}``) for an adversarially trained model.
     """
     from advlab.data import load_data
     from advlab.models import DEFAULT_TRAINING
@@ -42,14 +45,25 @@ def trained_model(
     settings = dict(DEFAULT_TRAINING.get(name, {}))
     settings.update(training or {})
     kwargs = dict(model_kwargs or {})
-    key = json.dumps({"name": name, "dataset": dataset, "training": settings, "kwargs": kwargs}, sort_keys=True)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    folder = Path(cache_dir or default_cache_dir()) / "models" / f"{name}-{dataset}-{digest}"
+    key_fields: dict[str, Any] = {"name": name, "dataset": dataset, "training": settings, "kwargs": kwargs}
+    if adversarial:
+        key_fields["adversarial"] = dict(adversarial)
+    digest = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:12]
+    tag = f"-{adversarial.get('method', 'pgd')}" if adversarial else ""
+    folder = Path(cache_dir or default_cache_dir()) / "models" / f"{name}{tag}-{dataset}-{digest}"
     if (folder / "model.safetensors").is_file() and (folder / "config.json").is_file():
         return load_model(folder)
     data = load_data(dataset)
     model = build_model(name, **kwargs)
-    history = train_model(model, data.x_train, data.y_train, TrainConfig(**settings), progress=progress, description=f"training {name}")
+    extra: dict[str, Any] = {}
+    if adversarial:
+        from advlab.defenses.adversarial_training import AdversarialTraining, adversarial_train
+
+        at = AdversarialTraining(**adversarial)
+        history = adversarial_train(model, data.x_train, data.y_train, at, TrainConfig(**settings), progress=progress)
+        extra["adversarial_training"] = at.to_dict()
+    else:
+        history = train_model(model, data.x_train, data.y_train, TrainConfig(**settings), progress=progress, description=f"training {name}")
     acc = accuracy(model, data.x_test, data.y_test)
-    save_model(model, folder, dataset=dataset, training=settings, test_accuracy=acc, train_seconds=history["seconds"])
+    save_model(model, folder, dataset=dataset, training=settings, test_accuracy=acc, train_seconds=history["seconds"], **extra)
     return load_model(folder)

@@ -1,0 +1,261 @@
+"""The evaluation's ``report.html``, rendered from ``results.json`` alone.
+
+Sections: the summary sentence, the threat model, the robust-accuracy curve (measured budgets
+and the curve the minimal-norm distribution implies), the minimal-norm histogram, examples
+(original, adversarial, amplified perturbation, confidences before and after), per-attack,
+per-class and cost tables, and the audit with its verdicts.  Figures are matplotlib PNGs
+embedded in one self-contained file (:mod:`advlab.report`).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["render_report", "sections"]
+
+GOOD, BAD, NEUTRAL, ACCENT, WARN = "#1d7a46", "#b42318", "#1f2430", "#2f5fd0", "#b7791f"
+
+
+def _api() -> Any:
+    import advlab.report as api
+
+    return api
+
+
+def _png(fig: Any) -> bytes:
+    from advlab.report import to_png
+
+    return to_png(fig)
+
+
+def _figure(w: float, h: float) -> Any:
+    from matplotlib.figure import Figure as MplFigure
+
+    return MplFigure(figsize=(w, h), layout="constrained")
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def curve_figure(api: Any, threat: dict[str, Any], clean: float, name: str) -> Any:
+    fig = _figure(5.6, 3.4)
+    ax = fig.add_subplot()
+    eps = [0.0] + [r["eps"] for r in threat["results"]]
+    acc = [clean] + [r["robust_accuracy"] for r in threat["results"]]
+    ax.plot(eps, acc, "-o", color=BAD, label="worst case over the attacks", zorder=3)
+    raw = [clean] + [r["raw_robust_accuracy"] for r in threat["results"]]
+    ax.plot(eps, raw, ":", color="#8a94a6", label="first pass of the cascade")
+    minimal = threat.get("minimal")
+    if minimal:
+        c = np.asarray(minimal["curve"], dtype=float)
+        ax.plot(c[:, 0], c[:, 1], "-", color=ACCENT, label=f"implied by {minimal['attack']}")
+    ax.set_xlabel(f"eps ({threat['norm']})")
+    ax.set_ylabel("robust accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, frameon=False)
+    ax.set_title(threat["threat_model"].split(",")[0] + f" ({threat['norm']})", fontsize=10)
+    return api.Figure(name, _png(fig), f"Robust accuracy against {threat['key']} perturbations as the budget grows.")
+
+
+def histogram_figure(api: Any, threat: dict[str, Any], norms: list[float | None], name: str) -> Any:
+    fig = _figure(5.6, 3.2)
+    ax = fig.add_subplot()
+    values = np.asarray([v for v in norms if v is not None and v > 0], dtype=float)
+    if values.size:
+        ax.hist(values, bins=min(30, max(5, values.size // 3)), color=ACCENT, alpha=0.85)
+        med = threat["minimal"]["median"]
+        if med is not None:
+            ax.axvline(med, color=BAD, linestyle="--", label=f"median {med:.3g}")
+        for e in threat["eps"]:
+            ax.axvline(e, color="#c9ced6", linewidth=1)
+        ax.legend(fontsize=8, frameon=False)
+    else:
+        ax.text(0.5, 0.5, "no adversarial example found", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel(f"smallest adversarial perturbation ({threat['norm']})")
+    ax.set_ylabel("samples")
+    caption = (
+        f"Distribution of the smallest perturbation {threat['minimal']['attack']} needed per sample "
+        f"({threat['minimal']['found']} of {threat['minimal']['evaluated']} found); grey lines mark the evaluated budgets."
+    )
+    return api.Figure(name, _png(fig), caption)
+
+
+def examples_figure(api: Any, examples: list[dict[str, Any]], classes: list[str], name: str) -> Any:
+    rows = len(examples)
+    fig = _figure(8.6, 1.55 * rows + 0.2)
+    grid = fig.add_gridspec(rows, 4, width_ratios=[1, 1, 1, 2.2])
+    for i, ex in enumerate(examples):
+        shape = ex["shape"]
+        x = np.asarray(ex["x"], dtype=float).reshape(shape)
+        xa = np.asarray(ex["x_adv"], dtype=float).reshape(shape)
+        delta = xa - x
+        amp = float(np.abs(delta).max()) or 1.0
+        imgs = [_img(x), _img(xa), _img(0.5 + 0.5 * delta / amp)]
+        titles = [
+            f"#{ex['index']}: {classes[ex['label']]}",
+            f"adversarial: {classes[ex['adv_pred']]}",
+            f"perturbation x{0.5 / amp:.1f}",
+        ]
+        for j in range(3):
+            ax = fig.add_subplot(grid[i, j])
+            ax.imshow(imgs[j], cmap="gray" if imgs[j].ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+            color = BAD if j == 1 and ex["adv_pred"] != ex["label"] else NEUTRAL
+            ax.set_title(titles[j], fontsize=7, color=color, pad=2)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        ax = fig.add_subplot(grid[i, 3])
+        k = np.arange(len(ex["clean_probabilities"]))
+        ax.bar(k - 0.2, ex["clean_probabilities"], width=0.4, color="#8a94a6", label="before")
+        ax.bar(k + 0.2, ex["adv_probabilities"], width=0.4, color=BAD, label="after")
+        ax.set_ylim(0, 1)
+        ax.set_xticks(k)
+        ax.set_xticklabels([classes[c] for c in k], fontsize=6)
+        ax.tick_params(labelsize=6, length=2)
+        ax.spines[["top", "right"]].set_visible(False)
+        if i == 0:
+            ax.legend(fontsize=6, frameon=False, ncol=2)
+            ax.set_title("confidence", fontsize=7, pad=2)
+    return api.Figure(
+        name,
+        _png(fig),
+        "Original, adversarial input, perturbation (amplified to the full grey range) and the model's "
+        "confidences before and after, at the largest budget of the first threat model.",
+    )
+
+
+def _img(a: np.ndarray) -> np.ndarray:
+    a = np.clip(a, 0, 1)
+    if a.ndim == 3 and a.shape[0] == 1:
+        return a[0]
+    if a.ndim == 3 and a.shape[0] == 3:
+        return a.transpose(1, 2, 0)
+    if a.ndim == 1:
+        side = math.isqrt(a.size)
+        return a.reshape(side, side) if side * side == a.size else a[None]
+    return a
+
+
+def sections(results: dict[str, Any]) -> list[Any]:
+    """The report's sections (figures, tables and text) from a ``results.json`` dict."""
+    api = _api()
+    classes = results["data"]["classes"]
+    out = []
+    audit = results["audit"]
+    verdicts = [c["verdict"] for c in audit["checks"]]
+    metrics = {"clean accuracy": _pct(results["clean_accuracy"])}
+    for t in results["threats"]:
+        head = t["results"][-1]
+        metrics[f"robust accuracy, {t['norm']} {head['eps']:g}"] = _pct(head["robust_accuracy"])
+    metrics["audit"] = "clean" if audit["clean"] else f"{verdicts.count('fail')} check(s) failed"
+    out.append(api.Section("Summary", results["summary"], metrics=metrics))
+
+    for i, t in enumerate(results["threats"]):
+        figs = [curve_figure(api, t, results["clean_accuracy"], f"curve-{i}")]
+        if t.get("minimal"):
+            figs.append(histogram_figure(api, t, results["samples"]["minimal_norm"][t["key"]], f"minimal-{i}"))
+        rows = []
+        for r in t["results"]:
+            for s in r["stages"]:
+                rows.append([f"{r['eps']:g}", s["label"], s["kind"], s["broken"], _pct(s["robust_accuracy_after"])])
+        tables = [api.Table(["eps", "stage", "kind", "samples broken", "robust accuracy after"], rows, "Per attack: robust accuracy after each stage of the cascade (worst case so far).")]
+        m = t.get("minimal")
+        text = (
+            f"Threat model: {t['threat_model']}; budgets {', '.join(f'{e:g}' for e in t['eps'])}. "
+            f"Cascade: {', '.join(t['attacks'])}; each attack runs only on the samples the previous ones left robust, "
+            "and a sample counts as robust only if every attack (and every success at a smaller budget) failed."
+        )
+        if m:
+            q = m["quantiles"]
+            text += (
+                f"\n\nMinimal-norm distribution ({m['attack']}): median {_fmt(m['median'])}, "
+                f"10%-90% quantiles {_fmt(q.get('0.1'))} to {_fmt(q.get('0.9'))}; found for {m['found']} of {m['evaluated']} samples."
+            )
+        if t.get("escalation"):
+            text += f"\n\nEscalation attacks run here: {', '.join(t['escalation'])}."
+        out.append(api.Section(f"Threat model: {t['key']}", text, figures=figs, tables=tables))
+
+    if results.get("examples"):
+        out.append(api.Section("Examples", "", figures=[examples_figure(api, results["examples"], classes, "examples")]))
+
+    t = results["threats"][0]
+    head = t["results"][-1]
+    pc_rows = []
+    for j, c in enumerate(head["per_class"]):
+        row = [c["class"], c["n"]]
+        for r in t["results"]:
+            row.append(_pct(r["per_class"][j]["robust_accuracy"]))
+        pc_rows.append(row)
+    out.append(
+        api.Section(
+            "Per class",
+            f"Robust accuracy per true class ({t['key']}).",
+            tables=[api.Table(["class", "samples"] + [f"eps {r['eps']:g}" for r in t["results"]], pc_rows)],
+        )
+    )
+
+    cost = results["cost"]
+    rows = [[r["stage"], r["kind"], r["forwards"], r["backwards"], round(r["seconds"], 2)] for r in cost["by_stage"]]
+    out.append(
+        api.Section(
+            "Cost",
+            f"Wall time {cost['wall_seconds']:.1f} s; {cost['forwards']} forward passes (queries) and {cost['backwards']} backward passes in all.",
+            tables=[api.Table(["stage", "kind", "forward passes", "backward passes", "seconds"], rows)],
+        )
+    )
+
+    rows = [[c["verdict"].upper(), c["title"], c["threat"] or "model", c["evidence"], c["docs"]] for c in audit["checks"]]
+    esc = audit["escalation"]
+    text = (
+        "Automatic checks for gradient masking and weak attacks (Carlini et al. 2019, arXiv:1902.06705; Athalye et al. 2018, "
+        "arXiv:1802.00420; Croce & Hein 2020, arXiv:2003.01690). Each entry of docs/audit.md explains a check and what to do when it fails."
+    )
+    if esc["actions"]:
+        changes = []
+        for key, before in esc["robust_accuracy_before"].items():
+            after = esc["robust_accuracy_after"][key]
+            changes += [f"{key} eps {float(e):g}: {_pct(before[e])} -> {_pct(after[e])}" for e in before]
+        text += "\n\nEscalation: " + "; ".join(esc["descriptions"]) + ". Robust accuracy before -> after: " + "; ".join(changes) + "."
+    out.append(
+        api.Section(
+            "Audit",
+            text,
+            tables=[api.Table(["verdict", "check", "threat", "evidence", "docs"], rows)],
+            checks={f"{c['title']} ({c['threat'] or 'model'})": c["verdict"] != "fail" for c in audit["checks"] if c["verdict"] != "skipped"},
+        )
+    )
+    return out
+
+
+def _fmt(v: float | None) -> str:
+    return "not found" if v is None else f"{v:.3g}"
+
+
+def render_report(results: dict[str, Any], folder: str | Path) -> Path:
+    """Write ``folder/report.html`` from a ``results.json`` dict; returns its path."""
+    api = _api()
+    env = results["environment"]
+    facts = {
+        "model": results["model"]["name"],
+        "data": f"{results['data']['name']} ({results['data']['split']}, {results['data']['samples']} samples)",
+        "plan seed": results["plan"]["seed"],
+        "device": env["device"],
+        "advlab / torch": f"{env['advlab']} / {env['torch']}",
+        "git revision": env.get("git_revision") or "-",
+        "created": results["created"],
+    }
+    return Path(
+        api.write_report(
+            folder,
+            "Robustness evaluation",
+            sections(results),
+            subtitle=f"{results['model']['name']} on {results['data']['name']}: {results['threats'][0]['threat_model']}",
+            facts=facts,
+            save_figures=False,
+        )
+    )

@@ -1,0 +1,315 @@
+"""``advlab.evaluate``: run a plan on a model, persist every unit, audit, escalate, report.
+
+The run is a fixed list of units (:mod:`.units`) per batch of samples; each is computed once,
+committed to the run folder's store and never recomputed.  Under ``torchrun`` the batches are
+dealt round-robin to the ranks; every stage ends with an all-gather so that all ranks take
+the same escalation decisions, and rank 0 writes ``results.json`` and ``report.html``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from advlab.evaluation.aggregate import Folded, concat_units, fold_all, fold_batch
+from advlab.evaluation.audit import escalation_actions, run_checks
+from advlab.evaluation.distributed import Cluster, cluster_from_env
+from advlab.evaluation.ensemble import blackbox_members, build_cascade, minimal_attack
+from advlab.evaluation.plan import EvaluationPlan, as_plan
+from advlab.evaluation.results import EvaluationResult, build_results, write_json
+from advlab.evaluation.store import Store
+from advlab.evaluation.units import (
+    Job,
+    audit_unit,
+    escalation_unit,
+    main_unit,
+    minimal_unit,
+    probe_unit,
+    reseed,
+    unit_seed,
+)
+
+__all__ = ["evaluate", "load_victim", "load_samples"]
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int], Any]  # (description, total) -> context manager yielding advance(n)
+
+
+@contextlib.contextmanager
+def _no_progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    yield lambda n: None
+
+
+def load_victim(model: nn.Module | str | Path) -> tuple[nn.Module, str]:
+    """A model and its name from a module, a saved model folder or a model-zoo name."""
+    if isinstance(model, nn.Module):
+        return model, type(model).__name__
+    from advlab.models import load_model, trained_model
+
+    path = Path(model)
+    if path.is_dir():
+        return load_model(path), str(model)
+    if path.exists():
+        raise ValueError(f"model {str(model)!r} is a file; give the folder with model.safetensors and config.json")
+    return trained_model(str(model)), str(model)
+
+
+def load_samples(data: Any, split: str, samples: int) -> tuple[torch.Tensor, torch.Tensor, list[str], str]:
+    """The first ``samples`` inputs and labels of a dataset (a name, a Dataset or ``(x, y)``)."""
+    from advlab.validation import as_input_tensor, as_label_tensor
+
+    classes: list[str] | None = None
+    name = "custom"
+    if isinstance(data, str):
+        from advlab.data import load_data
+
+        name = data
+        data = load_data(data)
+    if isinstance(data, tuple) and len(data) == 2:
+        x, y = data
+    else:
+        if split not in ("test", "train"):
+            raise ValueError(f"split must be 'test' or 'train', got {split!r}")
+        x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+        classes = list(getattr(data, "classes", []) or [])
+    x = as_input_tensor(x, (0.0, 1.0), device="cpu")
+    y = as_label_tensor(y, x.shape[0], None, device="cpu")
+    if samples > x.shape[0]:
+        raise ValueError(f"the plan asks for {samples} samples but the data has {x.shape[0]}")
+    x, y = x[:samples].contiguous(), y[:samples].contiguous()
+    num = int(y.max()) + 1 if len(y) else 0
+    return x, y, classes or [str(i) for i in range(num)], name
+
+
+def _hash_tensors(*tensors: torch.Tensor) -> str:
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def model_hash(model: nn.Module) -> str:
+    h = hashlib.sha256(type(model).__name__.encode())
+    for key, value in sorted(model.state_dict().items()):
+        h.update(key.encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def evaluate(
+    model: nn.Module | str | Path,
+    data: Any = "mnist-sample",
+    plan: EvaluationPlan | dict[str, Any] | str | Path | None = None,
+    *,
+    out: str | Path | None = None,
+    split: str = "test",
+    device: str | torch.device | None = None,
+    progress: Progress | None = None,
+    report: bool = True,
+    **overrides: Any,
+) -> EvaluationResult:
+    """Evaluate the robustness of ``model`` as ``plan`` says, with an audit for gradient masking.
+
+    Parameters
+    ----------
+    model:
+        Any ``torch.nn.Module`` returning logits (a defended model is attacked the way it
+        declares), a saved advlab model folder, or a model-zoo name (``"cnn"``).
+    data:
+        A dataset name (``"mnist-sample"``), a :class:`advlab.data.Dataset` or ``(x, y)``.
+    plan:
+        An :class:`EvaluationPlan`, a dict, a TOML file, or ``None`` for the default plan;
+        keyword ``overrides`` replace plan fields (``samples=20``).
+    out:
+        The run folder (store, ``results.json``, ``report.html``).  Rerunning the same
+        command on the same folder resumes; ``None`` uses a temporary folder.
+    device:
+        Where to run (default: CUDA when available).  Under ``torchrun`` each rank uses its
+        local GPU, or the CPU with gloo.
+    progress:
+        ``progress(description, total)`` returning a context manager that yields
+        ``advance(n)`` (the CLI's progress bars).
+
+    Returns
+    -------
+    :class:`EvaluationResult` (the ``results.json`` contents with helpers).
+
+    Examples
+    --------
+    >>> result = advlab.evaluate("cnn", "mnist-sample", samples=100, out="runs/cnn")  # doctest: +SKIP
+    >>> result.robust_accuracy(0.3)  # doctest: +SKIP
+    """
+    the_plan = as_plan(plan, **overrides)
+    victim, model_name = load_victim(model)
+    x, y, classes, data_name = load_samples(data, split, the_plan.samples)
+    cluster = cluster_from_env(device)
+    tmp = None
+    if out is None:
+        tmp = tempfile.TemporaryDirectory(prefix="advlab-eval-")
+        out = tmp.name
+    folder = Path(out)
+    try:
+        return _run(victim, model_name, x, y, classes, data_name, split, the_plan, folder, cluster, progress or _no_progress, report)
+    finally:
+        cluster.close()
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def _run(
+    model: nn.Module,
+    model_name: str,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    classes: list[str],
+    data_name: str,
+    split: str,
+    plan: EvaluationPlan,
+    folder: Path,
+    cluster: Cluster,
+    progress: Progress,
+    report: bool,
+) -> EvaluationResult:
+    started = time.perf_counter()
+    model = model.to(cluster.device)
+    identity = {"plan": plan.fingerprint(), "model": model_hash(model), "data": _hash_tensors(x, y)}
+    store = Store(folder, identity, rank=cluster.rank)
+    cascades = {s.key: build_cascade(s, plan.seed) for s in plan.threats}
+    job = Job(
+        model=model,
+        x=x,
+        y=y,
+        plan=plan,
+        device=cluster.device,
+        cascades=cascades,
+        minimal={s.key: minimal_attack(s, plan.minimal, plan.seed) for s in plan.threats},
+        fgsm=_fgsm(plan.seed),
+        blackbox={s.key: blackbox_members(s, plan.seed) for s in plan.threats},
+    )
+    batches = range(len(job.batches()))
+    mine = [b for b in batches if cluster.owns(b)]
+
+    def unit(key: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        got = store.get(key)
+        if got is None:
+            reseed(model, unit_seed(plan.seed, key))
+            store.put(key, fn())
+            got = store.get(key)
+        assert got is not None
+        return got
+
+    # ------------------------------------------------------------ stage 1: attacks and probes
+    per_batch = 1 + sum(len(s.eps) + (job.minimal[s.key] is not None) + plan.audit for s in plan.threats)
+    units: dict[str, dict[str, Any]] = {}
+    with progress(f"evaluating (rank {cluster.rank})" if cluster.world > 1 else "evaluating", per_batch * len(mine)) as advance:
+        for b in mine:
+            probe = unit(f"probe/b{b}", lambda b=b: probe_unit(job, b))
+            units[f"probe/b{b}"] = probe
+            advance(1)
+            for spec in plan.threats:
+                mains = []
+                for eps in spec.eps:
+                    key = f"main/{spec.key}/{eps!r}/b{b}"
+                    mains.append(unit(key, lambda spec=spec, eps=eps, b=b, probe=probe: main_unit(job, spec, eps, b, probe)))
+                    units[key] = mains[-1]
+                    advance(1)
+                if job.minimal[spec.key] is not None:
+                    key = f"minimal/{spec.key}/b{b}"
+                    units[key] = unit(key, lambda spec=spec, b=b, probe=probe: minimal_unit(job, spec, b, probe))
+                    advance(1)
+                if plan.audit:
+                    key = f"audit/{spec.key}/b{b}"
+                    units[key] = unit(key, lambda spec=spec, b=b, probe=probe, mains=mains: audit_unit(job, spec, b, probe, mains))
+                    advance(1)
+    units = cluster.gather(units)
+
+    folds = {s.key: [_fold(job, s, b, units) for b in batches] for s in plan.threats}
+    checks = []
+    actions: list[str] = []
+    if plan.audit:
+        probe_all = concat_units([units[f"probe/b{b}"] for b in batches])
+        mains_all = {s.key: [concat_units([units[f"main/{s.key}/{e!r}/b{b}"] for b in batches]) for e in s.eps] for s in plan.threats}
+        audits_all = {s.key: concat_units([units[f"audit/{s.key}/b{b}"] for b in batches]) for s in plan.threats}
+        minimal_all = {
+            s.key: concat_units([units[f"minimal/{s.key}/b{b}"] for b in batches]) if job.minimal[s.key] is not None else None
+            for s in plan.threats
+        }
+        checks = run_checks(job, probe_all, mains_all, audits_all, minimal_all, {k: fold_all(v) for k, v in folds.items()})
+        actions = escalation_actions(checks) if plan.escalate else []
+
+    # ------------------------------------------------------------ stage 2: escalation
+    escalated: dict[str, list[str]] = {}
+    if actions:
+        tag = "+".join(actions)
+        esc_units: dict[str, dict[str, Any]] = {}
+        with progress(f"escalating: {', '.join(actions)}", len(mine) * len(plan.threats)) as advance:
+            for spec in plan.threats:
+                for b in mine:
+                    key = f"escalation/{spec.key}/{tag}/b{b}"
+                    before = [f.robust for f in folds[spec.key][b]]
+                    esc_units[key] = unit(key, lambda spec=spec, b=b, before=before: escalation_unit(job, spec, b, units[f"probe/b{b}"], before, actions))
+                    advance(1)
+        units.update(cluster.gather(esc_units))
+        for spec in plan.threats:
+            keyed = [units[f"escalation/{spec.key}/{tag}/b{b}"] for b in batches]
+            escalated[spec.key] = list(keyed[0]["labels"]) if keyed else []
+            folds[spec.key] = [_fold(job, spec, b, units, keyed[b]) for b in batches]
+    final = {k: fold_all(v) for k, v in folds.items()}
+    cluster.barrier()
+    results = build_results(
+        job=job,
+        units=units,
+        folds=final,
+        checks=checks,
+        actions=actions,
+        escalated=escalated,
+        model_name=model_name,
+        data_name=data_name,
+        split=split,
+        classes=classes,
+        cluster=cluster,
+        wall_seconds=time.perf_counter() - started,
+    )
+    result = EvaluationResult(results, folder)
+    if cluster.main:
+        write_json(folder / "results.json", results)
+        if report:
+            from advlab.evaluation.report import render_report
+
+            render_report(results, folder)
+    store.close()
+    cluster.barrier()
+    return result
+
+
+def _fold(job: Job, spec: Any, b: int, units: dict[str, dict[str, Any]], escalation: dict[str, Any] | None = None) -> list[Folded]:
+    return fold_batch(
+        job,
+        spec,
+        b,
+        units[f"probe/b{b}"],
+        [units[f"main/{spec.key}/{e!r}/b{b}"] for e in spec.eps],
+        units.get(f"minimal/{spec.key}/b{b}"),
+        units.get(f"audit/{spec.key}/b{b}"),
+        escalation,
+    )
+
+
+def _fgsm(seed: int) -> Any:
+    from advlab.attacks.registry import available_attacks
+
+    cls = available_attacks().get("fgsm")
+    return cls(seed=seed) if cls is not None else None
+
+
+__all__ += ["model_hash"]

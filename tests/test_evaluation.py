@@ -1,0 +1,335 @@
+"""advlab.evaluate: plans, the worst case over a cascade, the audit and its escalations,
+results.json and the report, resumption after SIGKILL and sharding over 2 gloo processes.
+
+Mechanism tests use a tiny PGD defined here (so they do not depend on which attacks are
+registered) and the session's seed MLP on a few samples.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+import torch
+from torch import nn
+
+import advlab
+from advlab.attacks.base import Attack
+from advlab.evaluation import (
+    EvaluationPlan,
+    EvaluationResult,
+    ThreatSpec,
+    as_plan,
+    comparable,
+    load_plan,
+)
+from advlab.evaluation.store import RunMismatchError
+from advlab.losses import cross_entropy
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+@dataclass(frozen=True)
+class TinyPGD(Attack):
+    """PGD with a fixed step of eps/2 (a test helper, not registered)."""
+
+    name: ClassVar[str] = "tiny-pgd"
+    norms: ClassVar[tuple] = ("linf", "l2")
+    steps: int = 5
+
+    def _run(self, victim, batch, threat, rng):
+        time.sleep(float(os.environ.get("ADVLAB_TEST_DELAY", "0")))
+        x = threat.random_start(batch.x, rng, batch.index, stream=0)
+        for _ in range(self.steps):
+            _, grad, _ = victim.value_and_grad(x, lambda z: cross_entropy(z, batch.y, threat.targeted))
+            x = threat.project(x + 0.5 * threat.eps * threat.lp.steepest(grad), batch.x)
+        return x
+
+
+# A run in a subprocess: the same tiny attack, a saved model, 4 samples per unit.
+WORKER = (
+    "import os, sys, time, torch\ntorch.set_num_threads(1)\n"
+    "from dataclasses import dataclass\nfrom typing import ClassVar\n"
+    "from advlab.attacks.base import Attack\nfrom advlab.losses import cross_entropy\n\n"
+    + inspect.getsource(TinyPGD)
+    + """
+import advlab
+from advlab.models import load_model
+plan = advlab.EvaluationPlan(
+    threats=[advlab.ThreatSpec("linf", (0.05, 0.1), attacks=[TinyPGD()])],
+    samples=int(sys.argv[3]), batch_size=4, minimal=False, examples=2, seed=3)
+advlab.evaluate(load_model(sys.argv[1]), "mnist-sample", plan, out=sys.argv[2], report=False)
+"""
+)
+
+
+def plan_for(samples: int = 12, eps=(0.05, 0.1), **kw) -> EvaluationPlan:
+    return EvaluationPlan(threats=(ThreatSpec("linf", eps, attacks=[TinyPGD()]),), samples=samples, batch_size=4, minimal=False, examples=2, **kw)
+
+
+# ---------------------------------------------------------------- plan
+def test_plan_from_toml_and_overrides(tmp_path):
+    path = tmp_path / "plan.toml"
+    path.write_text(
+        'samples = 20\nseed = 4\n[[threat]]\nnorm = "Linf"\neps = [0.3, 0.1]\n'
+        '[[threat]]\nnorm = "l2"\neps = 2.0\nattacks = ["pgd", {name = "fgsm"}]\n'
+    )
+    plan = load_plan(path)
+    assert plan.samples == 20 and plan.seed == 4
+    assert plan.threats[0].eps == (0.1, 0.3) and plan.threats[0].norm == "linf"
+    assert plan.threats[1].attacks == ("pgd", {"name": "fgsm"})
+    assert as_plan(path, samples=5).samples == 5
+    assert plan.fingerprint() != as_plan(path, seed=5).fingerprint()
+    with pytest.raises(ValueError, match="unknown plan field"):
+        EvaluationPlan.from_dict({"sample": 3})
+    with pytest.raises(ValueError, match="eps"):
+        ThreatSpec("linf", (-1.0,))
+    with pytest.raises(ValueError, match="knowledge"):
+        ThreatSpec("linf", (0.1,), knowledge="gray")
+
+
+# ---------------------------------------------------------------- numbers
+@pytest.fixture(scope="module")
+def run_mlp(seed_mlp, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval-mlp")
+    return advlab.evaluate(seed_mlp, "mnist-sample", plan_for(16), out=out), out
+
+
+def test_worst_case_numbers_are_consistent(run_mlp):
+    result, out = run_mlp
+    data = json.loads((out / "results.json").read_text())
+    assert data["schema"] == "advlab.evaluation/1"
+    threat = data["threats"][0]
+    outcomes = data["samples"]["outcomes"][threat["key"]]
+    previous = 1.0
+    for r in threat["results"]:
+        robust = outcomes[repr(r["eps"])]["robust"]
+        assert r["robust_accuracy"] == pytest.approx(sum(robust) / len(robust))
+        assert r["robust_accuracy"] <= previous  # carried over: never rises with eps
+        previous = r["robust_accuracy"]
+        after = [s["robust_accuracy_after"] for s in r["stages"]]
+        assert after == sorted(after, reverse=True) and after[-1] == pytest.approx(r["robust_accuracy"])
+        assert sum(r2["n"] for r2 in r["per_class"]) == 16
+        # every sample's perturbation respects the budget
+        assert max(outcomes[repr(r["eps"])]["perturbation"]) <= r["eps"] + 1e-6
+    assert result.robust_accuracy(0.1) < result.clean_accuracy  # a 784-20-10 MLP is not robust at 0.1
+    assert {c["id"] for c in result.checks} >= {"gradient-census", "randomness", "softmax-output", "shattered-gradients", "unbounded", "eps-monotone", "convergence"}
+    assert result.check("unbounded")["verdict"] == "pass"
+    assert all(c["docs"].startswith("docs/audit.md#") for c in result.checks)
+    assert data["cost"]["backwards"] > 0 and data["environment"]["torch"] == torch.__version__
+
+
+def test_report_is_self_contained_and_rerenders(run_mlp):
+    _, out = run_mlp
+    html = (out / "report.html").read_text()
+    assert html.count("<img") >= 2 and "data:image/png;base64," in html and 'src="http' not in html
+    for title in ("Summary", "Threat model", "Examples", "Per class", "Cost", "Audit"):
+        assert title in html
+    (out / "report.html").unlink()
+    from typer.testing import CliRunner
+
+    from advlab.cli import app
+
+    res = CliRunner().invoke(app, ["report", str(out)])
+    assert res.exit_code == 0, res.output
+    assert (out / "report.html").is_file()
+
+
+def test_same_command_reuses_everything(run_mlp, seed_mlp):
+    result, out = run_mlp
+    again = advlab.evaluate(seed_mlp, "mnist-sample", plan_for(16), out=out)
+    assert comparable(again.data) == comparable(result.data)
+    with sqlite3.connect(out / "store-0.sqlite") as db:
+        keys = [k for (k,) in db.execute("SELECT key FROM writes")]
+    assert len(keys) == len(set(keys))  # nothing was computed twice
+    with pytest.raises(RunMismatchError, match="plan"):
+        advlab.evaluate(seed_mlp, "mnist-sample", plan_for(16, seed=9), out=out)
+
+
+# ---------------------------------------------------------------- the audit escalates
+class Probabilities(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return torch.softmax(self.model(x) * 50, dim=1)
+
+
+class Noisy(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x) + 0.5 * torch.randn(x.shape[0], 10)
+
+
+class Binarized(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model((x > 0.5).float())
+
+
+def test_softmax_output_is_found_and_attacked_through_logits(seed_mlp, tmp_path):
+    result = advlab.evaluate(Probabilities(seed_mlp), "mnist-sample", plan_for(8, eps=(0.1,)), out=tmp_path)
+    check = result.check("softmax-output")
+    assert check["verdict"] == "fail" and "logits" in check["actions"]
+    esc = result.data["audit"]["escalation"]
+    assert "logits" in esc["actions"] and "attack log-probabilities" in result.summary
+
+
+def test_random_output_is_found(seed_mlp, tmp_path):
+    result = advlab.evaluate(Noisy(seed_mlp), "mnist-sample", plan_for(8, eps=(0.1,)), out=tmp_path)
+    assert result.check("randomness")["verdict"] == "fail"
+    assert "eot" in result.data["audit"]["escalation"]["actions"]
+
+
+def test_binarization_is_found(seed_mlp, tmp_path):
+    result = advlab.evaluate(Binarized(seed_mlp), "mnist-sample", plan_for(8, eps=(0.3,)), out=tmp_path)
+    assert result.check("shattered-gradients")["verdict"] == "fail"
+    assert result.check("gradient-census")["verdict"] == "fail"
+    assert not result.audit_clean
+
+
+# ---------------------------------------------------------------- reliability and scale
+def _env() -> dict[str, str]:
+    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
+    env.pop("RANK", None)
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def saved_mlp(seed_mlp, tmp_path_factory):
+    from advlab.models import save_model
+
+    folder = tmp_path_factory.mktemp("saved-mlp")
+    save_model(seed_mlp, folder)
+    script = folder / "worker.py"
+    script.write_text(WORKER)
+    return folder, script
+
+
+@pytest.fixture(scope="module")
+def reference(saved_mlp, tmp_path_factory):
+    """An uninterrupted single-process run of the worker (20 samples, 5 units of 4)."""
+    folder, script = saved_mlp
+    out = tmp_path_factory.mktemp("reference")
+    subprocess.run([sys.executable, str(script), str(folder), str(out), "20"], env=_env(), check=True, timeout=120)
+    return json.loads((out / "results.json").read_text())
+
+
+def _units(out: Path) -> int:
+    path = out / "store-0.sqlite"
+    if not path.exists():
+        return 0
+    try:
+        with sqlite3.connect(path, timeout=1) as db:
+            return db.execute("SELECT count(*) FROM units").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_sigkill_and_resume_match_an_uninterrupted_run(saved_mlp, reference, tmp_path):
+    folder, script = saved_mlp
+    cmd = [sys.executable, str(script), str(folder), str(tmp_path), "20"]
+    env = dict(_env(), ADVLAB_TEST_DELAY="0.15")
+    proc = subprocess.Popen(cmd, env=env)
+    deadline = time.time() + 60
+    while _units(tmp_path) < 4 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = _units(tmp_path)
+    assert 4 <= done < 15 and not (tmp_path / "results.json").exists()
+    subprocess.run(cmd, env=_env(), check=True, timeout=120)
+    resumed = json.loads((tmp_path / "results.json").read_text())
+    assert comparable(resumed) == comparable(reference)
+    with sqlite3.connect(tmp_path / "store-0.sqlite") as db:
+        writes = db.execute("SELECT key, pid FROM writes").fetchall()
+    keys = [k for k, _ in writes]
+    assert len(keys) == len(set(keys)) >= 15  # 5 batches x (probe, 2 budgets, audit, ...), none recomputed
+    assert len({pid for _, pid in writes}) == 2  # both processes wrote: the second resumed
+
+
+def test_torchrun_two_gloo_processes_match_one(saved_mlp, reference, tmp_path):
+    folder, script = saved_mlp
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           str(script), str(folder), str(tmp_path), "20"]
+    subprocess.run(cmd, env=_env(), check=True, timeout=180)
+    sharded = json.loads((tmp_path / "results.json").read_text())
+    assert sharded["environment"]["processes"] == 2
+    assert comparable(sharded) == comparable(reference)
+    assert (tmp_path / "store-0.sqlite").exists() and (tmp_path / "store-1.sqlite").exists()
+
+
+def test_public_api():
+    assert advlab.evaluate is advlab.evaluation.evaluate
+    assert isinstance(EvaluationResult({"summary": "x"}).summary, str)
+
+
+# ---------------------------------------------------------------- what must be shown
+def _registered(*names: str) -> bool:
+    from advlab.attacks import available_attacks
+
+    return all(n in available_attacks() for n in names)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _registered("apgd", "fgsm"), reason="needs the white-box attacks")
+def test_standard_cnn_is_not_robust_and_the_audit_is_clean(cnn, tmp_path):
+    result = advlab.evaluate(cnn, "mnist-sample", samples=50, batch_size=50, out=tmp_path, examples=2,
+                             threats=[ThreatSpec("linf", (0.3,))])
+    assert result.clean_accuracy >= 0.9
+    assert result.robust_accuracy(0.3) <= 0.02
+    failed = [c["id"] for c in result.checks if c["verdict"] == "fail"]
+    assert result.audit_clean, failed
+    assert "no sign of gradient masking" in result.summary
+
+
+def _distill():
+    import importlib
+
+    return getattr(importlib.import_module("advlab.defenses"), "distill", None)
+
+
+@pytest.fixture(scope="session")
+def distilled_cnn(model_cache, mnist):
+    """A narrow CNN distilled at T = 100 on half the sample (the defenses tests' model, same cache)."""
+    from advlab.models import TrainConfig, load_model, save_model
+
+    folder = model_cache / "distilled-cnn8-T100"
+    if not (folder / "config.json").is_file():
+        student, hist = _distill()(
+            "cnn", mnist.x_train[:2000], mnist.y_train[:2000], 100.0,
+            TrainConfig(epochs=5, batch_size=64, lr=3e-3), model_kwargs={"width": 8},
+        )
+        save_model(student, folder, dataset="mnist-sample", train_seconds=hist["seconds"])
+    return load_model(folder)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _registered("apgd") or _distill() is None, reason="needs the white-box attacks and defensive distillation")
+def test_distilled_model_is_not_reported_robust_and_the_masking_is_named(distilled_cnn, tmp_path):
+    result = advlab.evaluate(distilled_cnn, "mnist-sample", samples=30, batch_size=30, out=tmp_path, examples=2,
+                             threats=[ThreatSpec("linf", (0.3,))], minimal=False)
+    assert result.clean_accuracy >= 0.8
+    assert result.robust_accuracy(0.3) <= 0.05
+    census = result.check("gradient-census")
+    assert census["verdict"] == "fail" and census["numbers"]["zero"] > 0
+    assert result.check("adaptive-vs-naive")["verdict"] == "fail"
+    assert not result.audit_clean and "gradient-census" in result.summary
