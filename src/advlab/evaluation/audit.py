@@ -34,7 +34,7 @@ ACTIONS = {
     "logits": "attack log-probabilities instead of the model's probabilities",
     "eot": "attack the expectation over the model's randomness (EOT)",
     "restarts": "rerun the white-box attacks with 4x the restarts and new random starts",
-    "blackbox": "add every registered black-box attack (no gradients needed)",
+    "blackbox": "add a black-box attack (Square when registered; no gradients needed)",
 }
 
 # Tolerances: a share of the evaluated samples.

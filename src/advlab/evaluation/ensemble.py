@@ -173,8 +173,11 @@ def stronger(attack: Attack, factor: int = 4) -> Attack:
         changes["restarts"] = max(2, params["restarts"] * factor)
     elif "steps" in params and isinstance(params["steps"], int):
         changes["steps"] = params["steps"] * factor
-    elif "queries" in params and isinstance(params["queries"], int):
-        changes["queries"] = params["queries"] * factor
+    else:
+        for key in ("queries", "max_queries"):
+            if isinstance(params.get(key), int):
+                changes[key] = params[key] * factor
+                break
     return attack.replace(**changes)
 
 

@@ -132,7 +132,7 @@ def evaluate(
         keyword ``overrides`` replace plan fields (``samples=20``).
     out:
         The run folder (store, ``results.json``, ``report.html``).  Rerunning the same
-        command on the same folder resumes; ``None`` uses a temporary folder.
+        command on the same folder resumes; ``None`` uses a temporary folder (no report).
     device:
         Where to run (default: CUDA when available).  Under ``torchrun`` each rank uses its
         local GPU, or the CPU with gloo.
@@ -154,9 +154,9 @@ def evaluate(
     x, y, classes, data_name = load_samples(data, split, the_plan.samples)
     cluster = cluster_from_env(device)
     tmp = None
-    if out is None:
+    if out is None:  # nothing to resume or to open afterwards: no report either
         tmp = tempfile.TemporaryDirectory(prefix="advlab-eval-")
-        out = tmp.name
+        out, report = tmp.name, False
     folder = Path(out)
     try:
         return _run(victim, model_name, x, y, classes, data_name, split, the_plan, folder, cluster, progress or _no_progress, report)

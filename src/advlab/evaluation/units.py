@@ -344,8 +344,7 @@ def escalation_plan(job: Job, spec: ThreatSpec, actions: Sequence[str]) -> tuple
     if white and "restarts" in actions:
         attacks += [stronger(a) for a in white]
     if "blackbox" in actions or spec.knowledge == "black" and "restarts" in actions:
-        black = blackbox_members(spec, job.plan.seed, limit=None)
-        attacks += black + [stronger(a) for a in black[:1]]
+        attacks += blackbox_members(spec, job.plan.seed, limit=1)
     wrapper: nn.Module | None = None
     if "logits" in actions:
         wrapper = LogOutput(job.model)
