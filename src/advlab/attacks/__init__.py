@@ -11,6 +11,7 @@ from advlab.attacks import (  # noqa: F401
     gradient,  # FGSM, BIM, PGD, MI-FGSM, C&W-Linf
 )
 from advlab.attacks.base import Attack, AttackError, Batch
+from advlab.attacks.output_matching import OutputMatching, OutputMatchingNoise, fooling_images
 from advlab.attacks.registry import (
     UnknownAttackError,
     attack_class,
@@ -19,7 +20,6 @@ from advlab.attacks.registry import (
     make_attack,
     register,
 )
-from advlab.attacks.output_matching import OutputMatching, OutputMatchingNoise, fooling_images
 
 __all__ = [
     "Attack",
