@@ -163,7 +163,7 @@ def test_square_l2_beats_its_start(seed_mlp, data):
 @pytest.mark.parametrize("basis", ["pixel", "dct"])
 def test_simba_l2(basis, seed_mlp, data):
     x, y = data[0][:30], data[1][:30]
-    res = get_attack("simba", basis=basis, max_queries=500)(seed_mlp, x, y, ThreatModel("l2", eps=3.0))
+    res = get_attack("simba", basis=basis, max_queries=1000)(seed_mlp, x, y, ThreatModel("l2", eps=3.0))
     assert res.summary()["success_rate_on_correct"] >= 0.8
 
 
