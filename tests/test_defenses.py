@@ -356,7 +356,7 @@ def test_trades_and_pgd_training_run_and_learn(mnist):
     x, y = mnist.x_train[:256], mnist.y_train[:256]
     for method in ("trades", "pgd"):
         model = build_model("seed-mlp")
-        hist = adversarial_train(model, x, y, AdversarialTraining(method, eps=0.1, steps=3), TrainConfig(epochs=3, batch_size=64, lr=3e-3))
+        hist = adversarial_train(model, x, y, AdversarialTraining(method, eps=0.1, steps=3), TrainConfig(epochs=6, batch_size=32, lr=1e-2))
         assert all(np.isfinite(hist["loss"])) and hist["loss"][-1] < hist["loss"][0]
         assert accuracy(model, x, y) > 0.3  # chance is 0.1
 
