@@ -66,13 +66,14 @@ import advlab
 from advlab.models import load_model
 plan = advlab.EvaluationPlan(
     threats=[advlab.ThreatSpec("linf", (0.05, 0.1), attacks=[TinyPGD()])],
-    samples=int(sys.argv[3]), batch_size=4, minimal=False, examples=2, seed=3)
+    samples=int(sys.argv[3]), batch_size=4, minimal=False, examples=2, seed=3, escalate=False)
 advlab.evaluate(load_model(sys.argv[1]), "mnist-sample", plan, out=sys.argv[2], report=False)
 """
 )
 
 
 def plan_for(samples: int = 12, eps=(0.05, 0.1), **kw) -> EvaluationPlan:
+    kw.setdefault("escalate", False)  # escalations run Square (slow); the tests that need them say so
     return EvaluationPlan(threats=(ThreatSpec("linf", eps, attacks=[TinyPGD()]),), samples=samples, batch_size=4, minimal=False, examples=2, **kw)
 
 
@@ -184,7 +185,7 @@ class Binarized(nn.Module):
 
 
 def test_softmax_output_is_found_and_attacked_through_logits(seed_mlp, tmp_path):
-    result = advlab.evaluate(Probabilities(seed_mlp), "mnist-sample", plan_for(8, eps=(0.1,)), out=tmp_path)
+    result = advlab.evaluate(Probabilities(seed_mlp), "mnist-sample", plan_for(8, eps=(0.1,), escalate=True), out=tmp_path)
     check = result.check("softmax-output")
     assert check["verdict"] == "fail" and "logits" in check["actions"]
     esc = result.data["audit"]["escalation"]
@@ -192,7 +193,7 @@ def test_softmax_output_is_found_and_attacked_through_logits(seed_mlp, tmp_path)
 
 
 def test_random_output_is_found(seed_mlp, tmp_path):
-    result = advlab.evaluate(Noisy(seed_mlp), "mnist-sample", plan_for(8, eps=(0.1,)), out=tmp_path)
+    result = advlab.evaluate(Noisy(seed_mlp), "mnist-sample", plan_for(8, eps=(0.1,), escalate=True), out=tmp_path)
     assert result.check("randomness")["verdict"] == "fail"
     assert "eot" in result.data["audit"]["escalation"]["actions"]
 
@@ -255,14 +256,14 @@ def test_sigkill_and_resume_match_an_uninterrupted_run(saved_mlp, reference, tmp
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     done = _units(tmp_path)
-    assert 4 <= done < 15 and not (tmp_path / "results.json").exists()
+    assert 4 <= done < 20 and not (tmp_path / "results.json").exists()
     subprocess.run(cmd, env=_env(), check=True, timeout=120)
     resumed = json.loads((tmp_path / "results.json").read_text())
     assert comparable(resumed) == comparable(reference)
     with sqlite3.connect(tmp_path / "store-0.sqlite") as db:
         writes = db.execute("SELECT key, pid FROM writes").fetchall()
     keys = [k for k, _ in writes]
-    assert len(keys) == len(set(keys)) >= 15  # 5 batches x (probe, 2 budgets, audit, ...), none recomputed
+    assert len(keys) == len(set(keys)) == 20  # 5 batches x (probe, 2 budgets, audit), none recomputed
     assert len({pid for _, pid in writes}) == 2  # both processes wrote: the second resumed
 
 
