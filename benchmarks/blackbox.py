@@ -32,8 +32,8 @@ from advlab.threat import ThreatModel
 
 def min_l2_reference(model, x, y) -> tuple[torch.Tensor, str]:
     """Per-sample minimal L2 found with white-box access."""
-    if "cw" in available_attacks():
-        res = get_attack("cw")(model, x, y, ThreatModel("l2"))
+    if "cw-l2" in available_attacks():
+        res = get_attack("cw-l2")(model, x, y, ThreatModel("l2"))
         return res.norms["l2"][res.success], "C&W L2"
     lo, hi = torch.zeros(len(x)), torch.full((len(x),), 8.0)
     for _ in range(12):
@@ -136,8 +136,8 @@ def main() -> None:
         n = 100 if args.quick else 500
         bench_square(model, data.x_test[:n], data.y_test[:n], out)
     if "hsj" in parts:
-        n = 10 if args.quick else 25
-        budgets = [250, 1000] if args.quick else [250, 500, 1000, 2500, 5000]
+        n = 10 if args.quick else 20
+        budgets = [250, 1000] if args.quick else [500, 1000, 2000, 5000]
         bench_hsj(model, data.x_test[:n], data.y_test[:n], out, budgets)
     if "advgan" in parts:
         bench_advgan(model, data, out, 1000 if args.quick else 4000, 3 if args.quick else 5)

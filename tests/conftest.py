@@ -9,7 +9,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+# One intra-op thread: the models are small, so a second thread buys little, and on a busy
+# machine oversubscribed threads slow attacks down by an order of magnitude.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

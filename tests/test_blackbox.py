@@ -163,7 +163,7 @@ def test_square_l2_beats_its_start(seed_mlp, data):
 @pytest.mark.parametrize("basis", ["pixel", "dct"])
 def test_simba_l2(basis, seed_mlp, data):
     x, y = data[0][:30], data[1][:30]
-    res = get_attack("simba", basis=basis, max_queries=500)(seed_mlp, x, y, ThreatModel("l2", eps=3.0))
+    res = get_attack("simba", basis=basis, max_queries=1000)(seed_mlp, x, y, ThreatModel("l2", eps=3.0))
     assert res.summary()["success_rate_on_correct"] >= 0.8
 
 
@@ -176,8 +176,8 @@ def test_nes_linf(seed_mlp, data):
 def _min_l2_reference(model, x, y):
     """A white-box minimal-L2 reference: C&W when registered, else bisection on eps with
     PGD-L2 (an upper bound on the minimal norm close to C&W's)."""
-    if "cw" in available_attacks():
-        res = get_attack("cw")(model, x, y, ThreatModel("l2"))
+    if "cw-l2" in available_attacks():
+        res = get_attack("cw-l2")(model, x, y, ThreatModel("l2"))
         return res.norms["l2"], res.success
     lo = torch.zeros(len(x))
     hi = torch.full((len(x),), 8.0)
@@ -231,3 +231,30 @@ def test_decision_attack_with_eps_stops_inside_the_ball(seed_mlp, data):
     unbounded = HopSkipJump(max_queries=1000)(seed_mlp, x, y, ThreatModel("l2"))
     assert int(res.success.sum()) >= 9
     assert float(res.forwards.float().mean()) < float(unbounded.forwards.float().mean())
+
+
+# ---------------------------------------------------------------------------- CLI
+def test_cli_runs_black_box_attacks(seed_mlp, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from advlab.cli import app
+    from advlab.models import save_model
+
+    folder = save_model(seed_mlp, tmp_path / "mlp", dataset="mnist-sample")
+    runner = CliRunner()
+    out = tmp_path / "square"
+    res = runner.invoke(
+        app,
+        ["attack", "square", "--model", str(folder), "--eps", "0.3", "--n", "20", "-p", "max_queries=100", "--out", str(out)],
+        env={"COLUMNS": "120"},
+    )
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["attack"] == "square" and summary["params"]["max_queries"] == 100
+    assert summary["mean_backwards"] == 0 and 0 < summary["mean_forwards"] <= 100
+    res = runner.invoke(app, ["attack", "hopskipjump", "--model", str(folder), "--norm", "l2", "--n", "5", "-p", "max_queries=200"])
+    assert res.exit_code == 0, res.output
+    listing = runner.invoke(app, ["list", "attacks"], env={"COLUMNS": "200"})
+    assert "square" in listing.output and "black box" in listing.output

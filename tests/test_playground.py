@@ -34,8 +34,12 @@ def client(seed_mlp, runs_dir):
 
 @pytest.fixture(scope="module")
 def digit(client):
-    s = client.get("/api/samples?count=1&offset=3").json()[0]
-    return s["image"], s["label"]
+    """The first test digit the model classifies correctly and confidently (> 0.9)."""
+    for s in client.get("/api/samples?count=60").json():
+        p = client.post("/api/predict", json={"image": s["image"]}).json()
+        if p["label"] == s["label"] and p["probabilities"][s["label"]] > 0.9:
+            return s["image"], s["label"]
+    raise AssertionError("the seed MLP classifies none of 60 test digits confidently")
 
 
 def test_info_lists_registered_attacks_and_limits(client):
@@ -222,10 +226,18 @@ def test_end_to_end_in_headless_chromium(seed_mlp, runs_dir, tmp_path):
             page.mouse.up()
             page.wait_for_function("document.getElementById('pred-text').dataset.label !== undefined", timeout=10_000)
             # Pick a test image and attack it.
-            page.locator("#thumbs canvas").nth(3).click()
-            page.wait_for_function("document.getElementById('pred-text').textContent.includes('prediction')")
-            page.wait_for_timeout(300)
-            before = int(page.locator("#pred-text").get_attribute("data-label"))
+            # Pick the first test image the model classifies correctly.
+            thumbs = page.locator("#thumbs canvas")
+            before = None
+            for k in range(thumbs.count()):
+                label = int(thumbs.nth(k).get_attribute("title").rsplit(" ", 1)[1])
+                page.evaluate("document.getElementById('cap-orig').textContent = ''")
+                thumbs.nth(k).click()
+                page.wait_for_function(f"document.getElementById('cap-orig').textContent.includes('true {label}')")
+                if int(page.locator("#pred-text").get_attribute("data-label")) == label:
+                    before = label
+                    break
+            assert before is not None, "the model misclassifies every thumbnail"
             page.select_option("#attack", "pgd")
             page.fill("#eps", "0.3")
             page.click("#run")

@@ -55,7 +55,7 @@ def test_badnets_trigger_stamping(mnist):
 def test_badnets_backdoor_on_the_seed_mlp(mnist):
     # 5% poisoned training data: the trigger works and clean accuracy stays within 2 points of
     # the same network trained (same seed, same loop) on the clean data.
-    config = TrainConfig(**DEFAULT_TRAINING["seed-mlp"])
+    config = TrainConfig(**dict(DEFAULT_TRAINING["seed-mlp"], epochs=12))
     clean, _ = train_poisoned(LabelFlip(rate=0.0).poison(mnist), lambda: build_model("seed-mlp"), config)
     data = BadNets(target=0, rate=0.05).poison(mnist)
     _, report = train_poisoned(data, lambda: build_model("seed-mlp"), config, reference=clean)
@@ -81,3 +81,10 @@ def test_feature_collision_poisons_keep_labels_and_collide(cnn, mnist):
     assert report.clean_accuracy >= report.reference_accuracy - 0.02
     assert accuracy(cnn, mnist.x_test[1:2], mnist.y_test[1:2]) == 1.0
     assert all(torch.equal(v, before_weights[k]) for k, v in cnn.state_dict().items())  # fine_tune works on a copy
+
+
+def test_feature_collision_hard_budget_keeps_poisons_near_their_bases(cnn, mnist):
+    bases = mnist.x_train[mnist.y_train == 4][:5]
+    poisons = FeatureCollision(eps=0.1, steps=20).craft(cnn, bases, mnist.x_test[1:2])
+    assert float((poisons - bases).abs().max()) <= 0.1 + 1e-6
+    assert float(poisons.min()) >= 0 and float(poisons.max()) <= 1

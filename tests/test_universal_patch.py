@@ -32,7 +32,8 @@ def test_universal_linf_03_fools_the_cnn_on_held_out_images(cnn_uap, cnn, mnist)
 def test_universal_beats_random_noise_of_the_same_size(cnn_uap, cnn, mnist):
     g = torch.Generator().manual_seed(0)
     noise = UniversalPerturbation((torch.rand(1, 28, 28, generator=g) * 2 - 1).sign() * 0.3, cnn_uap.threat)
-    assert cnn_uap.evaluate(cnn, mnist.x_test)["fooling_rate"] > noise.evaluate(cnn, mnist.x_test)["fooling_rate"] + 0.3
+    x = mnist.x_test[:500]
+    assert cnn_uap.evaluate(cnn, x)["fooling_rate"] > noise.evaluate(cnn, x)["fooling_rate"] + 0.3
 
 
 def test_universal_deepfool_l2_and_targeted_sgd_on_the_mlp(seed_mlp, mnist):

@@ -25,6 +25,15 @@ def _mix32(x: Tensor) -> Tensor:
     return (x >> 16) ^ x
 
 
+def _mix32_(x: Tensor, tmp: Tensor) -> Tensor:
+    """:func:`_mix32` in place (``tmp``: scratch of the same shape); no allocation, same bits."""
+    for _ in range(2):
+        torch.bitwise_right_shift(x, 16, out=tmp)
+        x.bitwise_xor_(tmp).mul_(0x45D9F3B).bitwise_and_(_M32)
+    torch.bitwise_right_shift(x, 16, out=tmp)
+    return x.bitwise_xor_(tmp)
+
+
 class CounterRNG:
     """Deterministic per-sample noise.
 
@@ -52,7 +61,9 @@ class CounterRNG:
         base = _mix32((index * 0x85EBCA6B + self._seed_key) & _M32)
         base = _mix32((base + (stream * 0xC2B2AE35 & _M32)) & _M32)
         pos = (torch.arange(n, device=base.device, dtype=torch.long) * 0x27D4EB2F) & _M32
-        return _mix32(_mix32(base[:, None] ^ pos[None, :]) ^ 0x5BD1E995)
+        x = base[:, None] ^ pos[None, :]
+        tmp = torch.empty_like(x)
+        return _mix32_(_mix32_(x, tmp).bitwise_xor_(0x5BD1E995), tmp)
 
     def uniform(
         self,
@@ -66,7 +77,9 @@ class CounterRNG:
         shape = tuple(shape)
         n = math.prod(shape) if shape else 1
         bits = self._bits(index, stream, n, device)
-        u = ((bits >> 8).to(torch.float64) + 0.5) / float(1 << 24)
+        # (k + 0.5) / 2**24 rounds to the same float32 whether computed in float32 or float64
+        work = torch.float32 if dtype == torch.float32 else torch.float64
+        u = ((bits >> 8).to(work) + 0.5) / float(1 << 24)
         return u.to(dtype).reshape((-1,) + shape)
 
     def normal(

@@ -36,6 +36,15 @@ from advlab.victim import Victim
 __all__ = ["LoopSettings", "gradient_ascent", "check_loop_params", "box_aware"]
 
 _TINY = 1e-12
+# Samples broken under early stopping leave the working set once they are this share of it:
+# dropping rows costs a gather of every per-row tensor, keeping them costs their share of the
+# next passes (which are not charged to them). Results do not depend on this choice.
+_COMPACT = 1 / 16
+
+
+def _take(keep: Tensor, *tensors: Tensor | None) -> tuple[Any, ...]:
+    """The rows ``keep`` of every tensor (``None`` stays ``None``)."""
+    return tuple(None if t is None else t[keep] for t in tensors)
 
 
 @dataclass(frozen=True)
@@ -144,16 +153,23 @@ def gradient_ascent(
         rows = pos
         # x is owned by the loop and updated in place (no allocation per step)
         x = threat.random_start(xs, rng, batch.index[pos], stream=7 + r) if s.random_start else xs.clone()
+        lo = hi = None
         if linf and not ball_free:  # the Linf ball intersected with the box is a box
             lo = (xs - eps.view(view)).clamp_(min=box_lo)
             hi = (xs + eps.view(view)).clamp_(max=box_hi)
+        # the centre and radius per row, for the L1/L2 projection (Linf needs only lo/hi)
+        centre, radius = (None, None) if linf else (xs, eps)
         g_acc = torch.zeros_like(x) if s.momentum > 0 else None
         check_end = not s.early_stop or r < s.restarts - 1
+        live: Tensor | None = None  # rows of the working set still attacked (None: all of them)
 
         for _ in range(s.steps):
-            _, grad, logits = victim.value_and_grad(x, partial(loss_of, y=ys, targeted=targeted), idx)
+            count = idx if live is None else rows[live]
+            _, grad, logits = victim.value_and_grad(x, partial(loss_of, y=ys, targeted=targeted), count)
             pred = logits.argmax(dim=1)
             succ = pred == ys if targeted else pred != ys
+            if live is not None:
+                succ &= live
             hit = bool(succ.any())
             if hit:  # keep the adversarial points before the step moves them
                 new = succ if s.early_stop else succ & ~found[rows]
@@ -165,24 +181,23 @@ def gradient_ascent(
                 grad.copy_(g_acc)
             if linf:
                 x.add_(grad.sign_(), alpha=s.step_size)
-                x.clamp_(box_lo, box_hi) if ball_free else torch.clamp(x, lo, hi, out=x)
+                x.clamp_(box_lo, box_hi) if lo is None else torch.clamp(x, lo, hi, out=x)
             else:
-                x = threat.project(x + s.step_size * lp.steepest(box_aware(grad, x, threat.box)), xs, eps)
-            if s.early_stop and hit:  # the broken samples leave the batch
-                keep = ~succ
-                if not bool(keep.any()):
-                    rows = rows[:0]
+                assert centre is not None
+                x = threat.project(x + s.step_size * lp.steepest(box_aware(grad, x, threat.box)), centre, radius)
+            if s.early_stop and hit:  # broken samples leave the batch (see _COMPACT)
+                live = ~succ if live is None else live & ~succ
+                n_live = int(live.sum())
+                if n_live == 0:
+                    rows, live = rows[:0], None
                     break
-                x, ys, rows = x[keep], ys[keep], rows[keep]
-                idx = rows
-                if linf:
-                    if not ball_free:
-                        lo, hi = lo[keep], hi[keep]
-                else:
-                    xs, eps = xs[keep], eps[keep]
-                if g_acc is not None:
-                    g_acc = g_acc[keep]
+                if n_live <= (1 - _COMPACT) * rows.numel():
+                    x, ys, rows, lo, hi, centre, radius, g_acc = _take(live, x, ys, rows, lo, hi, centre, radius, g_acc)
+                    idx, live = rows, None
 
+        if live is not None:
+            x, ys, rows = _take(live, x, ys, rows)
+            idx = rows
         if rows.numel() == 0:
             continue
         if check_end:

@@ -7,6 +7,7 @@ is never queried while crafting: ``forwards`` and ``backwards`` of the result ar
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from advlab.attacks.base import Attack, AttackError, Batch
-from advlab.attacks.registry import make_attack, register
+from advlab.attacks.registry import attack_class, make_attack, register
 from advlab.models.training import predict
 from advlab.result import AttackResult
 from advlab.rng import CounterRNG
@@ -76,7 +77,9 @@ class Transfer(Attack):
     attack_params: dict[str, Any] | None = field(default=None)
 
     def inner(self) -> Attack:
-        """The attack run on the surrogate."""
+        """The attack run on the surrogate. A named attack with an ``early_stop`` option runs
+        with ``early_stop=False`` unless told otherwise: stopping as soon as the surrogate is
+        fooled leaves examples on its decision boundary, which rarely transfer."""
         if isinstance(self.attack, Attack):
             if self.attack_params:
                 return self.attack.replace(**self.attack_params)
@@ -85,6 +88,8 @@ class Transfer(Attack):
             raise AttackError(f"attack must be a registry name or an Attack, got {type(self.attack).__name__}")
         params = dict(self.attack_params or {})
         params.setdefault("seed", self.seed)
+        if "early_stop" in {f.name for f in dataclasses.fields(attack_class(self.attack))}:
+            params.setdefault("early_stop", False)
         return make_attack({"name": self.attack, **params})
 
     def surrogate_model(self) -> nn.Module:

@@ -55,6 +55,9 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
                     settings[key] = value
             settings["seed"] = seed
             kwargs = _model_kwargs(model, dataset)
+            import torch
+
+            torch.manual_seed(seed)  # seeds the initial weights too, so a run is reproducible
             extra: dict = {}
             if adversarial is not None and distill is not None:
                 raise ValueError("choose either --adversarial or --distill, not both")

@@ -27,6 +27,7 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
         base_class: int = typer.Option(None, help="feature-collision: class it should become (default: next class)."),
         poisons: int = typer.Option(50, help="feature-collision: number of poison images."),
         watermark: float = typer.Option(0.0, help="feature-collision: opacity of the target blended into the bases."),
+        eps: float = typer.Option(None, help="feature-collision: hard Linf budget of each poison around its base."),
         epochs: int = typer.Option(None, help="Training epochs (default: the architecture's default)."),
         seed: int = typer.Option(0, help="Random seed (rows poisoned and training)."),
         out: Path = typer.Option(..., "--out", help="Folder for results.json and figures."),
@@ -60,7 +61,7 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
             if attack == "feature-collision":
                 reference = load_victim(model, data)
                 base = base_class if base_class is not None else (int(ds.y_test[target_index]) + 1) % ds.num_classes
-                fc = FeatureCollision(target_index=target_index, base_class=base, poisons=poisons, watermark=watermark, seed=seed)
+                fc = FeatureCollision(target_index=target_index, base_class=base, poisons=poisons, watermark=watermark, eps=eps, seed=seed)
                 pdata = fc.poison(reference, ds)
                 tuned = fine_tune(reference, pdata, TrainConfig(epochs=epochs or 10, seed=seed))
                 reports.append(poison_report(tuned, pdata, reference))

@@ -148,8 +148,8 @@ def evade_detector(
     *,
     steps: int = 100,
     step_size: float | None = None,
-    penalty: float = 10.0,
-    slack: float = 0.5,
+    penalties: tuple[float, ...] = (0.0, 1.0, 10.0),
+    slack: float = 0.9,
     kappa: float = 5.0,
     seed: int = 0,
 ) -> EvasionResult:
@@ -159,36 +159,48 @@ def evade_detector(
     Maximises ``min(margin(z, y), kappa) - penalty * relu(score - slack * threshold)``: the
     classifier's C&W margin, capped so that it stops pulling once misclassification is safe,
     minus a penalty whenever the (BPDA-differentiated) detector score rises above a fraction
-    ``slack`` of its threshold.  Keeps, per sample, the last iterate that is misclassified and
-    unflagged (else the final one).  Cost: ``steps`` x (1 + number of squeezers) forward and
-    backward passes.
+    ``slack`` of its threshold.  One run per ``penalties`` value (0 is plain PGD), each from
+    its own random start; per sample, the first iterate that is misclassified and unflagged is
+    kept (else the last one).  Cost: ``len(penalties) * steps`` x (1 + number of squeezers)
+    forward and backward passes.
     """
     if detector.threshold is None:
         raise ValueError("the detector has no threshold yet: call calibrate(x_clean, fpr=...)")
     if threat.eps is None or threat.targeted:
         raise ValueError("evade_detector needs an untargeted threat model with an eps")
+    if not penalties:
+        raise ValueError("penalties must hold at least one value")
     step = step_size if step_size is not None else 2.5 * threat.eps / steps
     lp = threat.lp
     index = torch.arange(len(x), device=x.device)
     was = detector.training
     detector.eval()
-    x_adv = threat.random_start(x, CounterRNG(seed), index, 0)
     best = x.clone()
+    last = x.clone()
     found = torch.zeros(len(x), dtype=torch.bool, device=x.device)
     try:
-        for _ in range(steps):
-            x_adv = x_adv.detach().requires_grad_(True)
-            with torch.enable_grad():
-                logits = detector.model(x_adv)
-                s = detector.score(x_adv, bpda=True)
-                objective = margin(logits, y).clamp(max=kappa) - penalty * F.relu(s - slack * detector.threshold)
-                (grad,) = torch.autograd.grad(objective.sum(), x_adv)
-            with torch.no_grad():
-                ok = (logits.argmax(dim=1) != y) & (detector.scores(x_adv) <= detector.threshold)
-                best[ok] = x_adv.detach()[ok]
-                found |= ok
-                x_adv = threat.project(x_adv.detach() + step * lp.steepest(grad), x)
-        final = torch.where(found.view(-1, *([1] * (x.dim() - 1))), best, x_adv.detach())
+        for run, penalty in enumerate(penalties):
+            todo = (~found).nonzero().squeeze(1)
+            if todo.numel() == 0:
+                break
+            x0, y0 = x[todo], y[todo]
+            x_adv = threat.random_start(x0, CounterRNG(seed), index[todo], run)
+            for _ in range(steps):
+                x_adv = x_adv.detach().requires_grad_(True)
+                with torch.enable_grad():
+                    logits = detector.model(x_adv)
+                    objective = margin(logits, y0).clamp(max=kappa)
+                    if penalty:
+                        s = detector.score(x_adv, bpda=True)
+                        objective = objective - penalty * F.relu(s - slack * detector.threshold)
+                    (grad,) = torch.autograd.grad(objective.sum(), x_adv)
+                with torch.no_grad():
+                    ok = (logits.argmax(dim=1) != y0) & (detector.scores(x_adv) <= detector.threshold) & ~found[todo]
+                    best[todo[ok]] = x_adv.detach()[ok]
+                    found[todo[ok]] = True
+                    x_adv = threat.project(x_adv.detach() + step * lp.steepest(grad), x0)
+            last[todo] = x_adv.detach()
+        final = torch.where(found.view(-1, *([1] * (x.dim() - 1))), best, last)
         with torch.no_grad():
             pred = torch.cat([detector.model(final[i : i + 1000]).argmax(dim=1) for i in range(0, len(x), 1000)])
             sc = detector.scores(final)

@@ -54,6 +54,9 @@ def trained_model(
     if (folder / "model.safetensors").is_file() and (folder / "config.json").is_file():
         return load_model(folder)
     data = load_data(dataset)
+    import torch
+
+    torch.manual_seed(int(settings.get("seed", 0)))  # the initial weights are part of the recipe
     model = build_model(name, **kwargs)
     extra: dict[str, Any] = {}
     if adversarial:

@@ -79,6 +79,9 @@ class FeatureCollision:
     watermark:
         Opacity of the target blended into each base before optimising (0 = none, the paper
         uses 0.3 for end-to-end training).
+    eps:
+        Optional hard Linf budget around the (watermarked) base, so that the poisons provably
+        look like their bases; ``None``: only ``beta`` keeps them close.
     replace:
         ``True``: poisons replace their bases in the training set; ``False``: appended.
     seed:
@@ -92,6 +95,7 @@ class FeatureCollision:
     steps: int = 200
     step_size: float = 0.001
     watermark: float = 0.0
+    eps: float | None = None
     replace: bool = True
     seed: int = 0
 
@@ -112,6 +116,8 @@ class FeatureCollision:
                     (grad,) = torch.autograd.grad(loss, pp)
                 p = pp.detach() - self.step_size * grad  # forward step
                 p = (p + self.step_size * beta * start) / (1 + self.step_size * beta)  # backward (proximal) step
+                if self.eps is not None:  # hard budget: stay within eps (Linf) of the base
+                    p = start + (p - start).clamp(-self.eps, self.eps)
                 p = p.clamp(0, 1)
         return p.detach()
 

@@ -117,13 +117,12 @@ class Playground:
         self.attacks = {n: registry[n] for n in names}
         self.lock = threading.Lock()
 
-    def defended(self, defense: str, adaptive: bool = False) -> nn.Module:
+    def defended(self, defense: str) -> nn.Module:
         if defense == "none":
             return self.model
         from advlab.defenses import BinaryThreshold, Defended
 
-        wrapped = Defended(self.model, BinaryThreshold(0.5))
-        return wrapped.adaptive() if adaptive else wrapped
+        return Defended(self.model, BinaryThreshold(0.5))
 
     def predict(self, image: torch.Tensor, defense: str) -> Prediction:
         model = self.defended(defense)
@@ -164,10 +163,12 @@ class Playground:
         try:
             threat = ThreatModel(req.norm, eps=req.eps, targeted=req.targeted)
             attack = cls(**params)
-            model = self.defended(req.defense, adaptive=req.adaptive)
+            # The defended model declares its adaptive version (BPDA); the attack uses it
+            # unless the user asks for the naive attack.
+            model = self.defended(req.defense)
             targets = torch.tensor([req.target]) if req.targeted else None
             start = time.perf_counter()
-            result = attack(model, image, torch.tensor([label]), threat, targets=targets)
+            result = attack(model, image, torch.tensor([label]), threat, targets=targets, adaptive=req.adaptive)
             seconds = time.perf_counter() - start
         except HTTPException:
             raise
