@@ -10,8 +10,6 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from advlab.models.registry import build_model
-
 __all__ = ["save_model", "load_model", "read_config", "ModelFileError"]
 
 WEIGHTS = "model.safetensors"
