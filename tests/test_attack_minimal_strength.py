@@ -8,20 +8,11 @@ floors are success rates on the initially correct images, the orderings compare 
 from __future__ import annotations
 
 import pytest
-import torch
 
 from advlab.attacks import get_attack
 from advlab.threat import ThreatModel
 
 SAMPLES = {"seed_mlp": 100, "cnn": 30}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

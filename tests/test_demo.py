@@ -24,15 +24,6 @@ METRIC_KEYS = {
 FIGURES = ("fooling-activations", "targeted-pairs", "lambda-sweep", "thresholding")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The demo's network is tiny: one intra-op thread (the demo itself runs with one too)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def demo_run(seed_mlp, tmp_path_factory):
     """The demo's code path on 30 images (3 per class), with the session's trained seed MLP."""

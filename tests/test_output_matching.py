@@ -20,15 +20,6 @@ from advlab.validation import InputError
 TARGETED = ThreatModel("l2", targeted=True)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """A 784-20-10 network gains nothing from intra-op threads; on a busy machine they cost a lot."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def images(seed_mlp, mnist):
     """30 correctly classified test images (3 per class) and a goal class for each."""
