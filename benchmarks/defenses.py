@@ -131,10 +131,13 @@ def section_distill(args: argparse.Namespace, data: Any) -> None:
     x, y = data.x_test[: args.n], data.y_test[: args.n]
 
     def build() -> tuple[torch.nn.Module, dict]:
-        student, h = distill("cnn", data.x_train, data.y_train, 100.0, TrainConfig(epochs=8, batch_size=64, lr=1e-3))
+        cfg = TrainConfig(epochs=args.distill_epochs, batch_size=64, lr=args.distill_lr)
+        student, h = distill("cnn", data.x_train, data.y_train, 100.0, cfg)
         return student, {"train_seconds": h["seconds"], "dataset": "mnist-sample"}
 
-    student = cached(args.cache / "cnn-distilled-T100", build)
+    # At T = 100 the logits must grow 100-fold to fit the labels: 8 epochs at lr 1e-3 left the
+    # student at 0.90 clean accuracy, 16 epochs at 3e-3 reach 0.97 (the standard CNN's level).
+    student = cached(args.cache / f"cnn-distilled-T100-{args.distill_epochs}-{args.distill_lr:g}", build)
     assert isinstance(student, Distilled)
     th = ThreatModel("linf", eps=0.3)
     pgd = get_attack("pgd", steps=40, loss="ce")
@@ -256,6 +259,8 @@ def main() -> None:
     ap.add_argument("--sections", nargs="+", default=["binary", "distill", "random", "adv", "detect", "cost"])
     ap.add_argument("--adv-methods", nargs="*", default=["fgsm", "pgd", "trades"])
     ap.add_argument("--eot", type=int, default=10)
+    ap.add_argument("--distill-epochs", type=int, default=16)
+    ap.add_argument("--distill-lr", type=float, default=3e-3)
     ap.add_argument("--fashion-train", type=int, default=20000)
     ap.add_argument("--fashion-epochs", type=int, default=5)
     ap.add_argument("--fashion-adv-epochs", type=int, default=10, help="epochs of the fashion_adv section (full 60k set)")

@@ -34,6 +34,14 @@ def p_schedule(p_init: float, it: int, max_queries: int) -> float:
     return p_init / 512
 
 
+_SIGN_DRAWS = 8  # redraws of a square's signs that would not change the image
+
+
+def _scale(u: Tensor, high: int) -> Tensor:
+    """Integers in ``[0, high)`` from uniforms in (0, 1) (as :meth:`CounterRNG.randint`)."""
+    return torch.minimum((u * high).floor(), torch.tensor(high - 1.0, dtype=u.dtype)).long()
+
+
 def _window_index(r0: Tensor, c0: Tensor, s: int, w: int) -> Tensor:
     """Flat pixel indices (B, s*s) of the s x s windows with top-left corners (r0, c0)."""
     ar = torch.arange(s, device=r0.device)
@@ -162,15 +170,17 @@ class Square(BlackBoxAttack):
         b, c, h, w = x.shape
         s = min(max(int(round(math.sqrt(p * h * w))), 1), h - 1, w - 1)
         base = 16 * it
-        r0 = rng.randint(index, base + 1, h - s + 1, device=x.device)
-        c0 = rng.randint(index, base + 2, w - s + 1, device=x.device)
-        flat = _window_index(r0, c0, s, w)
+        # one draw per step (the hash costs more than the arithmetic on a few samples): the
+        # square's corner and its signs (with the redraws)
+        u = rng.uniform(index, base + 1, (2 + _SIGN_DRAWS * c,), device=x.device, dtype=torch.float64)
+        flat = _window_index(_scale(u[:, 0], h - s + 1), _scale(u[:, 1], w - s + 1), s, w)
+        sign_draws = torch.where(u[:, 2:] < 0.5, -1.0, 1.0).to(x.dtype).reshape(b, _SIGN_DRAWS, c, 1, 1)
         delta = x_best - x
         cand = x_best
         todo = torch.ones(b, dtype=torch.bool, device=x.device)
         # A new sign per channel over the square; redraw if it would not change the image.
-        for attempt in range(8):
-            signs = self._signs(rng, index, base + 3 + attempt, (c, 1, 1), x).expand(b, c, s, s)
+        for attempt in range(_SIGN_DRAWS):
+            signs = sign_draws[:, attempt].expand(b, c, s, s)
             trial = threat.clip(x + _scatter(delta, flat, eps * signs))
             cand = torch.where(todo[:, None, None, None], trial, cand)
             changed = (cand - x_best).abs().reshape(b, -1).amax(dim=1) > 1e-7
@@ -207,8 +217,10 @@ class Square(BlackBoxAttack):
         s = min(s, min(h, w) - 1 if (min(h, w) - 1) % 2 else min(h, w) - 2)
         s = max(s, 1)
         base = 16 * it
-        flat1 = _window_index(rng.randint(index, base + 1, h - s + 1, device=x.device), rng.randint(index, base + 2, w - s + 1, device=x.device), s, w)
-        flat2 = _window_index(rng.randint(index, base + 3, h - s + 1, device=x.device), rng.randint(index, base + 4, w - s + 1, device=x.device), s, w)
+        # one draw per step: two squares' corners, the pattern's orientation and its signs
+        u = rng.uniform(index, base + 1, (5 + c,), device=x.device, dtype=torch.float64)
+        flat1 = _window_index(_scale(u[:, 0], h - s + 1), _scale(u[:, 1], w - s + 1), s, w)
+        flat2 = _window_index(_scale(u[:, 2], h - s + 1), _scale(u[:, 3], w - s + 1), s, w)
         delta = x_best - x
         mask1 = _scatter(torch.zeros_like(x), flat1, torch.ones(b, c, s, s, dtype=x.dtype, device=x.device))
         mask2 = _scatter(torch.zeros_like(x), flat2, torch.ones(b, c, s, s, dtype=x.dtype, device=x.device))
@@ -216,9 +228,9 @@ class Square(BlackBoxAttack):
         norm_image = delta.reshape(b, -1).norm(dim=1)[:, None, None, None]
         norm_windows = (delta * torch.maximum(mask1, mask2)).pow(2).sum(dim=(2, 3), keepdim=True).sqrt()
         pattern = _meta_bump(s).to(x.dtype).to(x.device)
-        flip = rng.uniform(index, base + 5, (), device=x.device) < 0.5
+        flip = u[:, 4] < 0.5
         pat = torch.where(flip[:, None, None], pattern.t()[None], pattern[None])[:, None]
-        new = pat * self._signs(rng, index, base + 6, (c, 1, 1), x)
+        new = pat * torch.where(u[:, 5:] < 0.5, -1.0, 1.0).to(x.dtype).reshape(b, c, 1, 1)
         new = new + _gather(delta, flat1, s) / (1e-10 + norm_window1)
         room = ((eps**2 - norm_image**2).clamp_min(0) / c + norm_windows**2).sqrt()
         new = new / new.pow(2).sum(dim=(2, 3), keepdim=True).sqrt().clamp_min(1e-12) * room
