@@ -255,7 +255,7 @@ def as_graph_plan(plan: Any, **overrides: Any) -> GraphPlan:
     Fields of the image plan that mean nothing for a graph (``samples``, ``batch_size``,
     ``threats`` ...) are refused with the graph field to use instead.
     """
-    from advlab.evaluation.plan import EvaluationPlan, _toml
+    from advlab.evaluation.plan import EvaluationPlan, read_toml
 
     if plan is None:
         out = GraphPlan()
@@ -269,16 +269,9 @@ def as_graph_plan(plan: Any, **overrides: Any) -> GraphPlan:
     elif isinstance(plan, dict):
         out = GraphPlan.from_dict(plan)
     elif isinstance(plan, (str, Path)):
-        p = Path(plan)
-        if not p.is_file():
-            raise FileNotFoundError(f"plan file {str(p)!r} does not exist")
-        toml = _toml()
-        try:
-            data = toml.loads(p.read_text(encoding="utf-8"))
-        except toml.TOMLDecodeError as exc:
-            raise ValueError(f"plan file {str(p)!r} is not valid TOML: {exc}") from None
+        data = read_toml(plan)
         if "threat" in data or "threats" in data:
-            raise InputError(f"plan file {str(p)!r} has [[threat]] tables (attacks on inputs); a graph plan sets budgets and graph attacks")
+            raise InputError(f"plan file {str(plan)!r} has [[threat]] tables (attacks on inputs); a graph plan sets budgets and graph attacks")
         out = GraphPlan.from_dict(data)
     else:
         raise TypeError(f"plan must be a GraphPlan, a dict or a TOML path, got {type(plan).__name__}")

@@ -11,7 +11,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from advlab.evaluation.report import ACCENT, BAD, NEUTRAL, _api, _figure, _pct, _png, audit_section
+from advlab.evaluation.report import (
+    ACCENT,
+    BAD,
+    NEUTRAL,
+    _api,
+    _figure,
+    _pct,
+    _png,
+    audit_section,
+    per_class_section,
+)
 
 __all__ = ["graph_sections", "budget_figure", "neighbourhood_figure"]
 
@@ -190,17 +200,7 @@ def graph_sections(results: dict[str, Any]) -> list[Any]:
             text += " Each target node is attacked on its own copy of the graph; a target counts as robust only if every attack failed at every budget up to this one."
         out.append(api.Section(f"{TITLES[t['kind']]} ({t['goal']})", text, figures=figs, tables=[_budget_table(api, t)]))
 
-    t = results["threats"][0]
-    pc_rows = []
-    for j, c in enumerate(t["results"][-1]["per_class"]):
-        pc_rows.append([c["class"], c["n"]] + [_pct(r["per_class"][j]["robust_accuracy"]) for r in t["results"]])
-    out.append(
-        api.Section(
-            "Per class",
-            f"Robust accuracy per true class ({t['key']}).",
-            tables=[api.Table(["class", "nodes"] + [f"budget {r['budget']:g}" for r in t["results"]], pc_rows)],
-        )
-    )
+    out.append(per_class_section(api, results["threats"][0], "nodes", "budget"))
     cost = results["cost"]
     rows = [[r["stage"], round(r["seconds"], 3)] for r in cost["by_stage"]]
     out.append(

@@ -131,7 +131,7 @@ def _draw_sequence(fig: Any, cell: Any, ex: dict[str, Any], x: np.ndarray, xa: n
     panels = [
         (seq, "viridis", lo, hi, f"#{ex['index']}: {classes[ex['label']]}"),
         (seq_adv, "viridis", lo, hi, f"adversarial: {classes[ex['adv_pred']]}"),
-        (delta, "RdBu_r", -amp, amp, f"perturbation (max |d| {amp:.2g})"),
+        (delta, "RdBu_r", -amp, amp, f"perturbation (±{amp:.2g})"),
     ]
     sub = cell.subgridspec(1, 3, wspace=0.25)
     for j, (a, cmap, vmin, vmax, title) in enumerate(panels):
@@ -186,8 +186,12 @@ def examples_figure(api: Any, examples: list[dict[str, Any]], classes: list[str]
     if kind not in _DRAW:
         raise ValueError(f"cannot draw examples of input kind {kind!r}")
     rows = len(examples)
-    fig = _figure(8.6, (1.55 if kind == "image" else 1.9) * rows + 0.2)
-    grid = fig.add_gridspec(rows, 4, width_ratios=[1, 1, 1, 2.2])
+    if kind == "image":
+        fig = _figure(8.6, 1.55 * rows + 0.2)
+        grid = fig.add_gridspec(rows, 4, width_ratios=[1, 1, 1, 2.2])
+    else:
+        fig = _figure(10.5, 2.0 * rows + 0.2)
+        grid = fig.add_gridspec(rows, 4, width_ratios=[1, 1, 1, 1.5])
     for i, ex in enumerate(examples):
         x = np.asarray(ex["x"], dtype=float)
         xa = np.asarray(ex["x_adv"], dtype=float)
@@ -261,21 +265,7 @@ def sections(results: dict[str, Any]) -> list[Any]:
     if results.get("examples"):
         out.append(api.Section("Examples", "", figures=[examples_figure(api, results["examples"], classes, "examples")]))
 
-    t = results["threats"][0]
-    head = t["results"][-1]
-    pc_rows = []
-    for j, c in enumerate(head["per_class"]):
-        row = [c["class"], c["n"]]
-        for r in t["results"]:
-            row.append(_pct(r["per_class"][j]["robust_accuracy"]))
-        pc_rows.append(row)
-    out.append(
-        api.Section(
-            "Per class",
-            f"Robust accuracy per true class ({t['key']}).",
-            tables=[api.Table(["class", "samples"] + [f"eps {r['eps']:g}" for r in t["results"]], pc_rows)],
-        )
-    )
+    out.append(per_class_section(api, results["threats"][0], "samples", "eps"))
 
     cost = results["cost"]
     rows = [[r["stage"], r["kind"], r["forwards"], r["backwards"], round(r["seconds"], 2)] for r in cost["by_stage"]]
@@ -289,6 +279,15 @@ def sections(results: dict[str, Any]) -> list[Any]:
 
     out.append(audit_section(api, audit))
     return out
+
+
+def per_class_section(api: Any, t: dict[str, Any], what: str, budget: str) -> Any:
+    """Robust accuracy per true class and budget of one threat block."""
+    rows = []
+    for j, c in enumerate(t["results"][-1]["per_class"]):
+        rows.append([c["class"], c["n"]] + [_pct(r["per_class"][j]["robust_accuracy"]) for r in t["results"]])
+    columns = ["class", what] + [f"{budget} {r['eps']:g}" for r in t["results"]]
+    return api.Section("Per class", f"Robust accuracy per true class ({t['key']}).", tables=[api.Table(columns, rows)])
 
 
 def audit_section(api: Any, audit: dict[str, Any]) -> Any:
