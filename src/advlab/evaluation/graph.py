@@ -313,7 +313,8 @@ def _block(kind: str, goal: str, plan: GraphPlan, graph: Any, attacks: list[Any]
                 "per_class": per_class,
             }
         )
-    unit = {"edges": "edge flips", "edges-per-target": "edge flips per target node", "features": f"node features {plan.feature_norm}"}[kind]
+    norm = {"linf": "Linf", "l2": "L2", "l1": "L1", "l0": "L0"}[plan.feature_norm]
+    unit = {"edges": "edge flips", "edges-per-target": "edge flips per target node", "features": f"node features {norm}"}[kind]
     return {
         "key": f"{kind}-{goal}-{plan.knowledge}",
         "kind": kind,

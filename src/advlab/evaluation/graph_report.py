@@ -61,6 +61,10 @@ def budget_figure(api: Any, t: dict[str, Any], name: str) -> Any:
     if len(t["attacks"]) > 1:
         worst = [r["robust_accuracy"] for r in t["results"]]
         ax.plot(xs[-len(worst):], worst, ":", color=NEUTRAL, linewidth=1, label="worst case")
+    if t["kind"] != "features":
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(_x_label(t))
     ax.set_ylabel(f"accuracy ({len(t['nodes'])} {'target' if t['targeted'] else 'test'} nodes)")
     ax.set_ylim(-0.02, 1.02)
@@ -128,7 +132,7 @@ def _budget_table(api: Any, t: dict[str, Any]) -> Any:
         cols.append("share of edges")
     cols += [f"{a} accuracy" for a in t["attacks"]]
     if t["kind"] != "features":
-        cols += [f"{a} flips" for a in t["attacks"]]
+        cols += [f"{a} flips{' (all targets)' if t['targeted'] else ''}" for a in t["attacks"]]
     cols.append("robust accuracy (worst case)")
     rows = []
     for r in t["results"]:
