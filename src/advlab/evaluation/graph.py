@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -160,7 +161,7 @@ def _block_of(attack: Any) -> str:
 def evaluate_graph(
     model: nn.Module | str | Path,
     data: Any,
-    plan: GraphPlan | dict[str, Any] | str | Path | None = None,
+    plan: Any = None,
     *,
     out: str | Path | None = None,
     progress: Callable[[str, int], Any] | None = None,
@@ -168,6 +169,10 @@ def evaluate_graph(
     **overrides: Any,
 ) -> EvaluationResult:
     """Evaluate a graph victim as ``plan`` says (called by :func:`advlab.evaluate`).
+
+    ``plan`` is a :class:`GraphPlan`, a dict, a TOML file with ``kind = "graph"`` or ``None``.
+    Graph evaluations run in one process, on the CPU (the graphs are small; PGD topology needs
+    a dense ``n x n`` adjacency).
 
     Examples
     --------
@@ -178,6 +183,8 @@ def evaluate_graph(
     from advlab.graphs import GraphThreatModel, node_logits
     from advlab.threat import ThreatModel
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise InputError("graph evaluations run in one process: launch `advlab evaluate` without torchrun for a graph victim")
     started = time.perf_counter()
     the_plan = as_graph_plan(plan, **overrides)
     graph = load_graph_data(data)
@@ -185,7 +192,7 @@ def evaluate_graph(
     attacks = the_plan.build_attacks()
     if the_plan.targets > len(graph.test) and any(a.per_node for a in attacks):
         raise InputError(f"targets = {the_plan.targets} is out of range: graph {graph.name!r} has {len(graph.test)} test nodes")
-    budgets = {
+    budgets: dict[str, list[Any]] = {
         "edges": the_plan.edge_budgets(graph.num_nodes, graph.num_edges),
         "edges-per-target": the_plan.per_target_budgets(graph.num_nodes),
         "features": list(the_plan.feature_eps),

@@ -157,6 +157,8 @@ def evaluate(
     from advlab.evaluation.graph import evaluate_graph, is_graph_evaluation
 
     if is_graph_evaluation(model, data, plan):
+        if device is not None and str(device) != "cpu":
+            log.warning("graph evaluations run on the CPU; device=%s is ignored", device)
         return evaluate_graph(model, data, plan, out=out, progress=progress, report=report, **overrides)
     the_plan = as_plan(plan, **overrides)
     victim, model_name = load_victim(model)
