@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.advlab-installed
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test lint bench compare-deps compare clean
 
 venv: $(STAMP)
 
@@ -31,6 +31,17 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/attacks.py
+
+# The peer libraries of benchmarks/compare.py (optional, never a runtime dependency), with torch
+# pinned.  torchattacks pulls torchvision, which does not import beside the pinned CPU torch, so it
+# is removed again; adv-lib declares torchvision and visdom, so it is installed without them.
+compare-deps: $(STAMP)
+	$(BIN)/python -m pip install -q -c $(VENV)/torch-constraint.txt -e ".[dev,compare]"
+	$(BIN)/python -m pip uninstall -q -y torchvision || true
+	$(BIN)/python -m pip install -q -c $(VENV)/torch-constraint.txt --no-deps "adv-lib>=0.2.8"
+
+compare: compare-deps
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/compare.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis

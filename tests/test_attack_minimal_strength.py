@@ -81,3 +81,16 @@ def test_jsma_succeeds_with_few_pixels(run, model, targeted, floor, max_pixels):
     assert rate >= floor
     assert med["l0"] <= max_pixels
     assert float(res.norms["l0"].max()) <= int(0.145 * 784)  # never beyond gamma
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_deepfool_refinement_only_shrinks(run, norm):
+    """The final bisection keeps every success and never lengthens a perturbation, and it
+    takes back the cases where DeepFool's last linearised step overshot far past the boundary."""
+    _, raw_med, raw = run("seed_mlp", "deepfool", norm, refine_steps=0)
+    _, ref_med, ref = run("seed_mlp", "deepfool", norm)
+    assert bool((ref.success == raw.success).all())
+    won = raw.success
+    assert bool((ref.norms[norm][won] <= raw.norms[norm][won] * (1 + 1e-5)).all())
+    assert ref_med[norm] <= raw_med[norm]
+    assert bool((ref.norms[norm][won] < 0.9 * raw.norms[norm][won]).any())

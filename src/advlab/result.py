@@ -207,7 +207,7 @@ class AttackResult:
         if p.suffix != ".npz":
             p = p.with_suffix(".npz")
         p.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(p, **self.arrays())
+        np.savez_compressed(p, **self.arrays())  # type: ignore[arg-type]
         p.with_suffix(".json").write_text(json.dumps(self.summary(), indent=2))
         return p
 

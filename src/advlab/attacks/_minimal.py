@@ -9,6 +9,7 @@ checks success inside the ball, so a smaller perturbation buys nothing).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -16,7 +17,7 @@ from torch import Tensor
 from advlab.losses import margin
 from advlab.norms import LpNorm
 
-__all__ = ["SUCCESS_MARGIN", "BestAdversarial", "adversarial", "cosine", "per_sample", "worst_norm", "DUAL", "feasible"]
+__all__ = ["SUCCESS_MARGIN", "BestAdversarial", "adversarial", "cosine", "per_sample", "worst_norm", "DUAL", "feasible", "shrink_towards"]
 
 # A point counts as adversarial inside an attack only when the winning logit leads by this much,
 # so that the base class's independent re-check (other batch sizes, other BLAS blocking) agrees.
@@ -87,3 +88,25 @@ class BestAdversarial:
         if self.eps is None:
             return torch.zeros_like(norm, dtype=torch.bool)
         return norm <= self.eps
+
+
+def shrink_towards(victim: Any, x: Tensor, x_adv: Tensor, y: Tensor, targeted: bool, steps: int, idx: Tensor | None = None) -> Tensor:
+    """Pull each adversarial point back towards its clean input along the segment between
+    them, keeping it adversarial: a bisection over ``t`` in ``x + t (x_adv - x)`` with
+    ``steps`` forward passes per sample.  Every norm of the perturbation scales by ``t``, and
+    the segment stays in the box (both ends are in it).  Rows of ``x_adv`` that are not
+    adversarial are returned unchanged.  ``idx``: the rows' positions in the victim's batch
+    (for the pass counts).
+    """
+    if steps <= 0 or len(x) == 0:
+        return x_adv
+    delta = x_adv - x
+    lo = torch.zeros(len(x), device=x.device, dtype=x.dtype)  # known not adversarial (t = 0) ...
+    hi = torch.ones_like(lo)  # ... and known adversarial, once checked (t = 1)
+    ok = adversarial(victim.logits(x_adv, idx), y, targeted)
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        adv = adversarial(victim.logits(x + per_sample(mid, delta) * delta, idx), y, targeted) & ok
+        hi = torch.where(adv, mid, hi)
+        lo = torch.where(adv | ~ok, lo, mid)
+    return torch.where(per_sample(ok, delta), x + per_sample(hi, delta) * delta, x_adv)

@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from advlab.attacks._minimal import DUAL, SUCCESS_MARGIN, per_sample
+from advlab.attacks._minimal import DUAL, SUCCESS_MARGIN, per_sample, shrink_towards
 from advlab.attacks.base import Attack, AttackError, Batch
 from advlab.attacks.registry import register
 from advlab.norms import get_norm
@@ -30,6 +30,11 @@ class DeepFool(Attack):
     onto the closest of these boundaries.  The accumulated step is scaled by
     ``1 + overshoot`` so that the point lands just past the boundary.  Untargeted only.
 
+    Beyond the paper: the overshoot (and the last linearisation's error) is then taken back
+    by a bisection along the segment from the clean input to the found point
+    (``refine_steps`` forward passes per sample; 0 gives the paper's attack), which lowers
+    the median norm by a few percent for a fraction of the cost of one DeepFool step.
+
     Threat models: ``l2`` and ``linf``, ``eps=None`` (the minimal perturbation found) or a
     bound (the base class then projects onto the ball).  Cost per step: one forward pass and
     ``candidates - 1`` backward passes per sample still correctly classified; samples stop
@@ -44,6 +49,8 @@ class DeepFool(Attack):
     candidates:
         Number of classes considered, the true class included: the ``candidates`` classes
         with the largest clean logits (10 as in the paper; all classes when there are fewer).
+    refine_steps:
+        Bisection steps of the final line search towards the clean input (0: none).
 
     Examples
     --------
@@ -61,6 +68,7 @@ class DeepFool(Attack):
     steps: int = 50
     overshoot: float = 0.02
     candidates: int = 10
+    refine_steps: int = 10
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -69,6 +77,8 @@ class DeepFool(Attack):
             raise AttackError(f"overshoot must be >= 0, got {self.overshoot}")
         if self.candidates < 2:
             raise AttackError(f"candidates must be >= 2 (the true class and one other), got {self.candidates}")
+        if self.refine_steps < 0:
+            raise AttackError(f"refine_steps must be >= 0, got {self.refine_steps}")
 
     def _run(self, victim: Victim, batch: Batch, threat: ThreatModel, rng: CounterRNG) -> Tensor:
         x, y = batch.x, batch.y
@@ -105,4 +115,4 @@ class DeepFool(Attack):
                 step = w_best.sign() * per_sample(f_best / (w_best.abs().sum(dim=1) + 1e-8), w_best)
             r_total[active] += step.reshape((-1,) + x.shape[1:])
             x_adv[active] = threat.clip(x[active] + (1 + self.overshoot) * r_total[active])
-        return x_adv
+        return shrink_towards(victim, x, x_adv, y, False, self.refine_steps)

@@ -33,7 +33,7 @@ def encode(payload: dict[str, Any]) -> tuple[str, bytes]:
     arrays = {k: v for k, v in payload.items() if isinstance(v, np.ndarray)}
     rest = {k: v for k, v in payload.items() if not isinstance(v, np.ndarray)}
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez(buf, **arrays)  # type: ignore[arg-type]
     return json.dumps(rest, sort_keys=True), buf.getvalue()
 
 

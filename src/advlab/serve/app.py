@@ -131,8 +131,8 @@ class Playground:
             probs = torch.softmax(logits, dim=1)[0]
             hidden = None
             if hasattr(self.model, "activations"):
-                seen = self.defended(defense).transform(image) if defense != "none" else image  # type: ignore[union-attr]
-                hidden = self.model.activations(seen)["hidden"][0].tolist()
+                seen = self.defended(defense).transform(image) if defense != "none" else image  # type: ignore[union-attr,operator]
+                hidden = self.model.activations(seen)["hidden"][0].tolist()  # type: ignore[operator]
         return Prediction(label=int(probs.argmax()), probabilities=[round(float(p), 6) for p in probs], hidden=hidden)
 
     def attack(self, req: AttackRequest) -> AttackResponse:
