@@ -32,6 +32,7 @@ _LAZY = {
     "EvaluationPlan": "advlab.evaluation",
     "ThreatSpec": "advlab.evaluation",
     "EvaluationResult": "advlab.evaluation",
+    "GraphPlan": "advlab.evaluation",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

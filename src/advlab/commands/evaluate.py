@@ -27,15 +27,33 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
         minimal: str = typer.Option(None, help="Minimal-norm attack name, 'true' or 'false'."),
         device: str = typer.Option(None, help="cpu or cuda (default: CUDA when available)."),
         report: bool = typer.Option(True, "--report/--no-report", help="Write report.html."),
+        budgets: str = typer.Option(None, help="Graph victims: edge-flip budgets, counts or shares of the edges (0,4,5%)."),
+        target_budgets: str = typer.Option(None, "--target-budgets", help="Graph victims: flips per target node (0,1,2,3)."),
+        targets: int = typer.Option(None, help="Graph victims: how many test nodes the targeted attack attacks."),
+        goal: str = typer.Option(None, help="Graph victims: evasion, poisoning, or evasion,poisoning."),
+        steps: int = typer.Option(None, help="Graph victims: steps of the gradient graph attacks."),
     ) -> None:
         """Evaluate a model's robustness: robust-accuracy curve, minimal norms, audit, report.
 
         Launch with `torchrun --nproc_per_node N -m advlab evaluate ...` to shard the samples.
+        A GCN on a graph (`advlab evaluate gcn --data karate --out runs/karate`) runs the
+        graph attacks over edge-flip budgets instead (--eps then sets node-feature budgets).
         """
         with user_errors():
             from advlab.evaluation import ThreatSpec, as_plan
             from advlab.evaluation import evaluate as run
+            from advlab.evaluation.graph import is_graph_evaluation
 
+            graph_options = {"budgets": budgets, "target_budgets": target_budgets, "targets": targets, "goals": goal, "steps": steps}
+            if is_graph_evaluation(model, data):
+                overrides = _graph_overrides(graph_options, samples=samples, seed=seed, batch_size=batch_size, norm=norm, eps=eps, attacks=attacks, minimal=minimal)
+                result = run(model, data, plan, out=out, progress=progress_bar, report=report, **overrides)
+                _print(result, out)
+                return
+            flags = {"budgets": "--budgets", "target_budgets": "--target-budgets", "targets": "--targets", "goals": "--goal", "steps": "--steps"}
+            given = [flags[k] for k, v in graph_options.items() if v is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)} apply to graph victims (a GCN with --data karate or csbm), not to {model!r}")
             overrides: dict = {"samples": samples, "seed": seed, "batch_size": batch_size}
             if minimal is not None:
                 overrides["minimal"] = {"true": True, "false": False}.get(minimal.lower(), minimal)
@@ -70,6 +88,32 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
             console().print(f"[green]wrote[/] {path}")
 
 
+def _graph_overrides(options: dict, **image: object) -> dict:
+    """Plan overrides of a graph evaluation from the command's options."""
+    split = lambda text: [p.strip() for p in str(text).split(",") if p.strip()]  # noqa: E731
+    out = {k: v for k, v in options.items() if v is not None}
+    for key in ("budgets", "goals"):
+        if key in out:
+            out[key] = split(out[key])
+    if "target_budgets" in out:
+        try:
+            out["target_budgets"] = [int(v) for v in split(out["target_budgets"])]
+        except ValueError:
+            raise ValueError(f"--target-budgets must be whole numbers of flips, got {options['target_budgets']!r}") from None
+    if image.get("eps") is not None:
+        out["feature_eps"] = [float(v) for v in split(image["eps"])]
+    if image.get("norm") is not None:
+        out["feature_norm"] = image["norm"]
+    if image.get("attacks") is not None:
+        out["attacks"] = split(image["attacks"])
+    if image.get("seed") is not None:
+        out["seed"] = image["seed"]
+    for name in ("samples", "batch_size", "minimal"):
+        if image.get(name) is not None:
+            raise ValueError(f"--{name.replace('_', '-')} does not apply to a graph evaluation (use --targets, --budgets, --eps for feature budgets)")
+    return out
+
+
 def _print(result, out: Path) -> None:
     from rich.table import Table
 
@@ -77,10 +121,14 @@ def _print(result, out: Path) -> None:
     c.print(result.summary)
     for t in result.data["threats"]:
         table = Table(title=t["threat_model"])
-        table.add_column("eps")
+        table.add_column("budget" if "per_attack" in t["results"][0] else "eps")
+        names = t["attacks"] if "per_attack" in t["results"][0] else []
+        for name in names:
+            table.add_column(name, justify="right")
         table.add_column("robust accuracy", justify="right")
         for r in t["results"]:
-            table.add_row(f"{r['eps']:g}", f"{100 * r['robust_accuracy']:.1f}%")
+            cells = [f"{100 * e['accuracy']:.1f}%" for e in r.get("per_attack", [])]
+            table.add_row(f"{r['eps']:g}", *cells, f"{100 * r['robust_accuracy']:.1f}%")
         c.print(table)
     for check in result.checks:
         color = {"pass": "green", "warn": "yellow", "fail": "red"}.get(check["verdict"], "dim")

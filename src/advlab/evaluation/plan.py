@@ -226,16 +226,23 @@ def _toml() -> Any:
     return tomli
 
 
-def load_plan(path: str | Path) -> EvaluationPlan:
-    """Read a plan from a TOML file."""
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The tables of a plan file (errors name the file)."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"plan file {str(p)!r} does not exist")
     toml = _toml()
     try:
-        data = toml.loads(p.read_text(encoding="utf-8"))
+        return dict(toml.loads(p.read_text(encoding="utf-8")))
     except toml.TOMLDecodeError as exc:
         raise ValueError(f"plan file {str(p)!r} is not valid TOML: {exc}") from None
+
+
+def load_plan(path: str | Path) -> EvaluationPlan:
+    """Read a plan from a TOML file."""
+    data = read_toml(path)
+    if data.get("kind") == "graph":
+        raise ValueError(f"plan file {str(path)!r} is a graph plan (kind = 'graph'); evaluate a graph victim with it")
     return EvaluationPlan.from_dict(data)
 
 

@@ -86,29 +86,116 @@ def histogram_figure(api: Any, threat: dict[str, Any], norms: list[float | None]
     return api.Figure(name, _png(fig), caption)
 
 
+def example_kind(ex: dict[str, Any]) -> str:
+    """How an example's input is drawn: its recorded ``input_kind``, else inferred from its shape
+    (results written before input kinds were recorded)."""
+    from advlab.models.kinds import input_kind
+
+    return str(ex.get("input_kind") or input_kind(None, ex["shape"]))
+
+
+def _as_sequence(a: np.ndarray, ex: dict[str, Any]) -> np.ndarray:
+    """One input as ``(time steps, features)``: image rows are time steps (``(C, H, W)`` -> ``(H, C*W)``)."""
+    shape = ex["shape"]
+    if len(shape) == 3:
+        return a.reshape(shape).transpose(1, 0, 2).reshape(shape[1], shape[0] * shape[2])
+    steps, feats = ex.get("sequence_shape") or (shape if len(shape) == 2 else (1, a.size))
+    return a.reshape(steps, feats)
+
+
+def _draw_image(fig: Any, cell: Any, ex: dict[str, Any], x: np.ndarray, xa: np.ndarray, classes: list[str]) -> None:
+    shape = ex["shape"]
+    x, xa = x.reshape(shape), xa.reshape(shape)
+    delta = xa - x
+    amp = float(np.abs(delta).max()) or 1.0
+    imgs = [_img(x), _img(xa), _img(0.5 + 0.5 * delta / amp)]
+    titles = [
+        f"#{ex['index']}: {classes[ex['label']]}",
+        f"adversarial: {classes[ex['adv_pred']]}",
+        f"perturbation x{0.5 / amp:.1f}",
+    ]
+    sub = cell.subgridspec(1, 3)
+    for j in range(3):
+        ax = fig.add_subplot(sub[j])
+        ax.imshow(imgs[j], cmap="gray" if imgs[j].ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(titles[j], fontsize=7, color=_adv_color(ex) if j == 1 else NEUTRAL, pad=2)
+        ax.set_xticks([])
+        ax.set_yticks([])
+
+
+def _draw_sequence(fig: Any, cell: Any, ex: dict[str, Any], x: np.ndarray, xa: np.ndarray, classes: list[str]) -> None:
+    seq, seq_adv = _as_sequence(x, ex), _as_sequence(xa, ex)
+    delta = seq_adv - seq
+    amp = float(np.abs(delta).max()) or 1.0
+    lo, hi = float(min(seq.min(), seq_adv.min())), float(max(seq.max(), seq_adv.max()))
+    panels = [
+        (seq, "viridis", lo, hi, f"#{ex['index']}: {classes[ex['label']]}"),
+        (seq_adv, "viridis", lo, hi, f"adversarial: {classes[ex['adv_pred']]}"),
+        (delta, "RdBu_r", -amp, amp, f"perturbation (±{amp:.2g})"),
+    ]
+    sub = cell.subgridspec(1, 3, wspace=0.25)
+    for j, (a, cmap, vmin, vmax, title) in enumerate(panels):
+        ax = fig.add_subplot(sub[j])
+        ax.imshow(a, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
+        ax.set_title(title, fontsize=7, color=_adv_color(ex) if j == 1 else NEUTRAL, pad=2)
+        ax.tick_params(labelsize=5, length=2)
+        ax.set_xlabel("feature", fontsize=6, labelpad=1)
+        if j == 0:
+            ax.set_ylabel("time step", fontsize=6, labelpad=1)
+
+
+def _draw_vector(fig: Any, cell: Any, ex: dict[str, Any], x: np.ndarray, xa: np.ndarray, classes: list[str]) -> None:
+    k = np.arange(x.size)
+    delta = xa - x
+    sub = cell.subgridspec(1, 2, wspace=0.3)
+    ax = fig.add_subplot(sub[0])
+    ax.plot(k, x, "-", color="#8a94a6", linewidth=1, label="original")
+    ax.plot(k, xa, "-", color=BAD, linewidth=1, label="adversarial")
+    ax.set_title(f"#{ex['index']}: {classes[ex['label']]} -> {classes[ex['adv_pred']]}", fontsize=7, color=_adv_color(ex), pad=2)
+    ax.legend(fontsize=5, frameon=False)
+    ax = fig.add_subplot(sub[1])
+    ax.bar(k, delta, width=0.9, color=np.where(delta >= 0, BAD, ACCENT))
+    ax.axhline(0, color="#c9ced6", linewidth=0.8)
+    ax.set_title("perturbation per feature", fontsize=7, pad=2)
+    for a in fig.axes[-2:]:
+        a.tick_params(labelsize=5, length=2)
+        a.set_xlabel("feature", fontsize=6, labelpad=1)
+        a.spines[["top", "right"]].set_visible(False)
+
+
+def _adv_color(ex: dict[str, Any]) -> str:
+    return BAD if ex["adv_pred"] != ex["label"] else NEUTRAL
+
+
+_DRAW = {"image": _draw_image, "sequence": _draw_sequence, "vector": _draw_vector}
+_EXAMPLE_CAPTIONS = {
+    "image": "Original, adversarial input, perturbation (amplified to the full grey range) and the model's "
+    "confidences before and after, at the largest budget of the first threat model.",
+    "sequence": "The model reads its input as a sequence: each input, its adversarial version and the perturbation "
+    "are drawn as time step x feature heatmaps (rows are time steps; the perturbation on a diverging scale), with "
+    "the model's confidences before and after, at the largest budget of the first threat model.",
+    "vector": "Flat feature vectors: the original and adversarial values per feature, the perturbation per feature "
+    "(red up, blue down), and the model's confidences before and after, at the largest budget of the first threat model.",
+}
+
+
 def examples_figure(api: Any, examples: list[dict[str, Any]], classes: list[str], name: str) -> Any:
+    """Examples drawn the way the model reads them (:func:`example_kind`): images, time step x
+    feature heatmaps for sequences, per-feature plots for flat vectors."""
+    kind = example_kind(examples[0])
+    if kind not in _DRAW:
+        raise ValueError(f"cannot draw examples of input kind {kind!r}")
     rows = len(examples)
-    fig = _figure(8.6, 1.55 * rows + 0.2)
-    grid = fig.add_gridspec(rows, 4, width_ratios=[1, 1, 1, 2.2])
+    if kind == "image":
+        fig = _figure(8.6, 1.55 * rows + 0.2)
+        grid = fig.add_gridspec(rows, 4, width_ratios=[1, 1, 1, 2.2])
+    else:
+        fig = _figure(10.5, 2.0 * rows + 0.2)
+        grid = fig.add_gridspec(rows, 4, width_ratios=[1, 1, 1, 1.5])
     for i, ex in enumerate(examples):
-        shape = ex["shape"]
-        x = np.asarray(ex["x"], dtype=float).reshape(shape)
-        xa = np.asarray(ex["x_adv"], dtype=float).reshape(shape)
-        delta = xa - x
-        amp = float(np.abs(delta).max()) or 1.0
-        imgs = [_img(x), _img(xa), _img(0.5 + 0.5 * delta / amp)]
-        titles = [
-            f"#{ex['index']}: {classes[ex['label']]}",
-            f"adversarial: {classes[ex['adv_pred']]}",
-            f"perturbation x{0.5 / amp:.1f}",
-        ]
-        for j in range(3):
-            ax = fig.add_subplot(grid[i, j])
-            ax.imshow(imgs[j], cmap="gray" if imgs[j].ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
-            color = BAD if j == 1 and ex["adv_pred"] != ex["label"] else NEUTRAL
-            ax.set_title(titles[j], fontsize=7, color=color, pad=2)
-            ax.set_xticks([])
-            ax.set_yticks([])
+        x = np.asarray(ex["x"], dtype=float)
+        xa = np.asarray(ex["x_adv"], dtype=float)
+        _DRAW[kind](fig, grid[i, :3], ex, x, xa, classes)
         ax = fig.add_subplot(grid[i, 3])
         k = np.arange(len(ex["clean_probabilities"]))
         ax.bar(k - 0.2, ex["clean_probabilities"], width=0.4, color="#8a94a6", label="before")
@@ -121,12 +208,7 @@ def examples_figure(api: Any, examples: list[dict[str, Any]], classes: list[str]
         if i == 0:
             ax.legend(fontsize=6, frameon=False, ncol=2)
             ax.set_title("confidence", fontsize=7, pad=2)
-    return api.Figure(
-        name,
-        _png(fig),
-        "Original, adversarial input, perturbation (amplified to the full grey range) and the model's "
-        "confidences before and after, at the largest budget of the first threat model.",
-    )
+    return api.Figure(name, _png(fig), _EXAMPLE_CAPTIONS[kind])
 
 
 def _img(a: np.ndarray) -> np.ndarray:
@@ -183,21 +265,7 @@ def sections(results: dict[str, Any]) -> list[Any]:
     if results.get("examples"):
         out.append(api.Section("Examples", "", figures=[examples_figure(api, results["examples"], classes, "examples")]))
 
-    t = results["threats"][0]
-    head = t["results"][-1]
-    pc_rows = []
-    for j, c in enumerate(head["per_class"]):
-        row = [c["class"], c["n"]]
-        for r in t["results"]:
-            row.append(_pct(r["per_class"][j]["robust_accuracy"]))
-        pc_rows.append(row)
-    out.append(
-        api.Section(
-            "Per class",
-            f"Robust accuracy per true class ({t['key']}).",
-            tables=[api.Table(["class", "samples"] + [f"eps {r['eps']:g}" for r in t["results"]], pc_rows)],
-        )
-    )
+    out.append(per_class_section(api, results["threats"][0], "samples", "eps"))
 
     cost = results["cost"]
     rows = [[r["stage"], r["kind"], r["forwards"], r["backwards"], round(r["seconds"], 2)] for r in cost["by_stage"]]
@@ -209,6 +277,21 @@ def sections(results: dict[str, Any]) -> list[Any]:
         )
     )
 
+    out.append(audit_section(api, audit))
+    return out
+
+
+def per_class_section(api: Any, t: dict[str, Any], what: str, budget: str) -> Any:
+    """Robust accuracy per true class and budget of one threat block."""
+    rows = []
+    for j, c in enumerate(t["results"][-1]["per_class"]):
+        rows.append([c["class"], c["n"]] + [_pct(r["per_class"][j]["robust_accuracy"]) for r in t["results"]])
+    columns = ["class", what] + [f"{budget} {r['eps']:g}" for r in t["results"]]
+    return api.Section("Per class", f"Robust accuracy per true class ({t['key']}).", tables=[api.Table(columns, rows)])
+
+
+def audit_section(api: Any, audit: dict[str, Any]) -> Any:
+    """The audit's verdicts, evidence and escalation (shared by every kind of evaluation)."""
     rows = [[c["verdict"].upper(), c["title"], c["threat"] or "model", c["evidence"], c["docs"]] for c in audit["checks"]]
     esc = audit["escalation"]
     text = (
@@ -221,15 +304,12 @@ def sections(results: dict[str, Any]) -> list[Any]:
             after = esc["robust_accuracy_after"][key]
             changes += [f"{key} eps {float(e):g}: {_pct(before[e])} -> {_pct(after[e])}" for e in before]
         text += "\n\nEscalation: " + "; ".join(esc["descriptions"]) + ". Robust accuracy before -> after: " + "; ".join(changes) + "."
-    out.append(
-        api.Section(
-            "Audit",
-            text,
-            tables=[api.Table(["verdict", "check", "threat", "evidence", "docs"], rows)],
-            checks={f"{c['title']} ({c['threat'] or 'model'})": c["verdict"] != "fail" for c in audit["checks"] if c["verdict"] != "skipped"},
-        )
+    return api.Section(
+        "Audit",
+        text,
+        tables=[api.Table(["verdict", "check", "threat", "evidence", "docs"], rows)],
+        checks={f"{c['title']} ({c['threat'] or 'model'})": c["verdict"] != "fail" for c in audit["checks"] if c["verdict"] != "skipped"},
     )
-    return out
 
 
 def _fmt(v: float | None) -> str:
@@ -237,12 +317,18 @@ def _fmt(v: float | None) -> str:
 
 
 def render_report(results: dict[str, Any], folder: str | Path) -> Path:
-    """Write ``folder/report.html`` from a ``results.json`` dict; returns its path."""
+    """Write ``folder/report.html`` from a ``results.json`` dict; returns its path.
+
+    Graph evaluations (``"kind": "graph"``) get their own layout (:mod:`.graph_report`)."""
+    from advlab.evaluation.graph_report import graph_sections
+
     api = _api()
     env = results["environment"]
     facts = {
         "model": results["model"]["name"],
-        "data": f"{results['data']['name']} ({results['data']['split']}, {results['data']['samples']} samples)",
+        "data": f"{results['data']['name']} ({results['data']['split']}, {results['data']['samples']} samples)"
+        if results.get("kind") != "graph"
+        else f"{results['data']['name']} ({results['data']['nodes']} nodes, {results['data']['edges']} edges; {results['data']['samples']} test nodes)",
         "plan seed": results["plan"]["seed"],
         "device": env["device"],
         "advlab / torch": f"{env['advlab']} / {env['torch']}",
@@ -253,7 +339,7 @@ def render_report(results: dict[str, Any], folder: str | Path) -> Path:
         api.write_report(
             folder,
             "Robustness evaluation",
-            sections(results),
+            graph_sections(results) if results.get("kind") == "graph" else sections(results),
             subtitle=f"{results['model']['name']} on {results['data']['name']}: {results['threats'][0]['threat_model']}",
             facts=facts,
             save_figures=False,

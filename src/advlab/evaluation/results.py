@@ -26,6 +26,7 @@ from advlab.evaluation.aggregate import Folded
 from advlab.evaluation.audit import ACTIONS, Check
 from advlab.evaluation.ensemble import label
 from advlab.evaluation.units import Job
+from advlab.models.kinds import input_kind, sequence_shape
 
 __all__ = ["SCHEMA", "EvaluationResult", "build_results", "write_json", "comparable", "environment"]
 
@@ -157,6 +158,11 @@ def _examples(job: Job, spec: Any, fold: Folded, units: dict[str, Any], count: i
     clean_p = torch.softmax(torch.from_numpy(clean_logits[idx]).float(), 1).numpy()
     adv_p = torch.softmax(adv_logits, 1).numpy()
     lp = spec.threat(fold.eps).lp
+    shape = list(x.shape[1:])
+    kind = input_kind(job.model, shape)
+    layout: dict[str, Any] = {"input_kind": kind, "shape": shape}
+    if kind == "sequence":
+        layout["sequence_shape"] = list(sequence_shape(job.model, shape))
     out = []
     for j, i in enumerate(chosen):
         src = int(fold.source[i])
@@ -171,7 +177,7 @@ def _examples(job: Job, spec: Any, fold: Folded, units: dict[str, Any], count: i
                 "perturbation": float(lp.measure(x_adv[j : j + 1] - x[j : j + 1])[0]),
                 "clean_probabilities": [round(float(v), 5) for v in clean_p[j]],
                 "adv_probabilities": [round(float(v), 5) for v in adv_p[j]],
-                "shape": list(x.shape[1:]),
+                **layout,
                 "x": [round(float(v), 4) for v in x[j].flatten()],
                 "x_adv": [round(float(v), 4) for v in x_adv[j].flatten()],
             }
@@ -310,7 +316,12 @@ def build_results(
         "plan": plan.to_dict(),
         "seeds": {"plan": plan.seed, "attacks": {s.key: [a.seed for a in job.cascades[s.key]] for s in plan.threats}},
         "environment": environment(job.device, cluster.world),
-        "model": {"name": model_name, "class": type(job.model).__name__, "declares_adaptive": job.declares_adaptive},
+        "model": {
+            "name": model_name,
+            "class": type(job.model).__name__,
+            "declares_adaptive": job.declares_adaptive,
+            "input_kind": input_kind(job.model, list(job.x.shape[1:])),
+        },
         "data": {"name": data_name, "split": split, "samples": job.n, "classes": classes},
         "clean_accuracy": float((clean_pred == y).mean()),
         "threats": [_threat_block(job, s, folds[s.key], units, classes, escalated.get(s.key, [])) for s in plan.threats],
@@ -391,6 +402,23 @@ class EvaluationResult:
             if eps is None and r is t["results"][-1] or eps is not None and math.isclose(r["eps"], eps):
                 return float(r["robust_accuracy"])
         raise KeyError(f"eps {eps!r} was not evaluated for {t['key']}; budgets: {t['eps']}")
+
+    def per_attack(self, threat: str | None = None) -> dict[str, dict[Any, float]]:
+        """Accuracy per attack and budget, ``{attack: {budget: accuracy}}``, of a graph
+        evaluation's threat block (image evaluations run a cascade instead: see ``stages``)."""
+        t = self.threat(threat)
+        if not t["results"] or "per_attack" not in t["results"][0]:
+            raise KeyError(f"{t['key']} has no per-attack accuracies (only graph evaluations record them; image cascades record 'stages')")
+        out: dict[str, dict[Any, float]] = {}
+        for r in t["results"]:
+            for e in r["per_attack"]:
+                out.setdefault(e["attack"], {})[r["budget"]] = float(e["accuracy"])
+        return out
+
+    @property
+    def kind(self) -> str:
+        """``"graph"`` for a graph evaluation, ``"inputs"`` for images, sequences and vectors."""
+        return str(self.data.get("kind", "inputs"))
 
     @property
     def clean_accuracy(self) -> float:

@@ -124,12 +124,17 @@ def evaluate(
     ----------
     model:
         Any ``torch.nn.Module`` returning logits (a defended model is attacked the way it
-        declares), a saved advlab model folder, or a model-zoo name (``"cnn"``).
+        declares), a saved advlab model folder, or a model-zoo name (``"cnn"``).  A graph
+        victim (a GCN, ``"gcn"`` or a saved GCN folder) with graph data runs the graph
+        evaluation (:mod:`advlab.evaluation.graph`).
     data:
-        A dataset name (``"mnist-sample"``), a :class:`advlab.data.Dataset` or ``(x, y)``.
+        A dataset name (``"mnist-sample"``), a :class:`advlab.data.Dataset` or ``(x, y)``;
+        for graph victims a graph name (``"karate"``, ``"csbm:nodes=300"``) or an
+        :class:`advlab.graphs.Graph`.
     plan:
-        An :class:`EvaluationPlan`, a dict, a TOML file, or ``None`` for the default plan;
-        keyword ``overrides`` replace plan fields (``samples=20``).
+        An :class:`EvaluationPlan` (a :class:`GraphPlan` for graph victims), a dict, a TOML
+        file, or ``None`` for the default plan; keyword ``overrides`` replace plan fields
+        (``samples=20``; for graphs ``budgets=[0, 4, 8]``, ``goals=["poisoning"]``).
     out:
         The run folder (store, ``results.json``, ``report.html``).  Rerunning the same
         command on the same folder resumes; ``None`` uses a temporary folder (no report).
@@ -149,6 +154,12 @@ def evaluate(
     >>> result = advlab.evaluate("cnn", "mnist-sample", samples=100, out="runs/cnn")  # doctest: +SKIP
     >>> result.robust_accuracy(0.3)  # doctest: +SKIP
     """
+    from advlab.evaluation.graph import evaluate_graph, is_graph_evaluation
+
+    if is_graph_evaluation(model, data, plan):
+        if device is not None and str(device) != "cpu":
+            log.warning("graph evaluations run on the CPU; device=%s is ignored", device)
+        return evaluate_graph(model, data, plan, out=out, progress=progress, report=report, **overrides)
     the_plan = as_plan(plan, **overrides)
     victim, model_name = load_victim(model)
     x, y, classes, data_name = load_samples(data, split, the_plan.samples)

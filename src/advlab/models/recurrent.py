@@ -37,8 +37,11 @@ class SequenceLSTM(nn.Module):
 
     Inputs may be images ``(N, C, H, W)`` (read as ``H`` steps of ``C * W`` features),
     sequences ``(N, T, input_size)``, or flat vectors ``(N, T * input_size)``.  The logits come
-    from a linear layer on the last hidden state.
+    from a linear layer on the last hidden state.  ``input_kind = "sequence"`` tells reports to
+    draw inputs and perturbations as time-step x feature heatmaps (:mod:`advlab.models.kinds`).
     """
+
+    input_kind = "sequence"
 
     def __init__(self, input_size: int = 28, hidden: int = 64, layers: int = 1, num_classes: int = 10) -> None:
         super().__init__()
