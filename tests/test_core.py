@@ -71,6 +71,24 @@ def test_random_start_is_inside_and_batch_independent(norm):
     assert tm.contains(full, x).all()
     assert torch.equal(full[4:7], part)
     assert not torch.equal(full, x)
+    spread = tm.random_start(x, rng, idx, radius="uniform")
+    assert tm.contains(spread, x).all()
+    assert torch.equal(spread[4:7], tm.random_start(x[4:7], rng, idx[4:7], radius="uniform"))
+
+
+def test_random_start_radius_uniform_spreads_over_the_ball():
+    # A volume-uniform point of a 784-d L2 ball lies on its surface; radius="uniform" draws
+    # the distance uniformly in [0, eps] (mean eps / 2).  The box is widened so that no
+    # clipping shrinks the perturbations.
+    x = torch.zeros(400, 784)
+    tm = ThreatModel("l2", eps=2.0, box=(-10.0, 10.0))
+    rng, idx = CounterRNG(0), torch.arange(400)
+    volume = tm.distance(tm.random_start(x, rng, idx), x)
+    uniform = tm.distance(tm.random_start(x, rng, idx, radius="uniform"), x)
+    assert float(volume.min()) > 0.98 * 2.0
+    assert abs(float(uniform.mean()) - 1.0) < 0.1 and float(uniform.min()) < 0.2
+    with pytest.raises(ValueError, match="radius"):
+        tm.random_start(x, rng, idx, radius="sphere")
 
 
 def test_rng_is_uniform_and_normal_enough():

@@ -139,12 +139,26 @@ class ThreatModel:
             in_ball = d <= self.eps * (1 + rtol) + atol
         return in_box & in_ball
 
-    def random_start(self, x: Tensor, rng: CounterRNG, index: Tensor, stream: int = 0) -> Tensor:
-        """A uniformly random point of the ball around ``x`` (clipped to the box)."""
+    def random_start(self, x: Tensor, rng: CounterRNG, index: Tensor, stream: int = 0, radius: str = "volume") -> Tensor:
+        """A random point of the ball around ``x`` (clipped to the box).
+
+        ``radius="volume"``: uniform over the ball's volume.  ``radius="uniform"``: a uniform
+        direction at a distance drawn uniformly from ``[0, eps]`` — for L1/L2 balls in high
+        dimension a volume-uniform point lies almost on the surface, and starting there
+        leaves an iterative attack fighting its own noise for the budget.
+        """
         if self.eps is None:
             raise ValueError("a random start needs a bounded threat model (eps is None)")
+        if radius not in ("volume", "uniform"):
+            raise ValueError(f"radius must be 'volume' or 'uniform', got {radius!r}")
         eps = self.eps_tensor(x.shape[0], x.device, x.dtype)
-        return self.clip(x + self.lp.sample(rng, index, stream, x, eps))
+        delta = self.lp.sample(rng, index, stream, x, eps)
+        if radius == "uniform":
+            view = (-1,) + (1,) * (x.dim() - 1)
+            size = self.lp.measure(delta).clamp_min(1e-12)
+            u = rng.uniform(index, stream + 0x5EED, (), device=x.device, dtype=x.dtype)
+            delta = delta * (u * eps / size).view(view)
+        return self.clip(x + delta)
 
     # ------------------------------------------------------------------ reporting
     def replace(self, **changes: Any) -> ThreatModel:

@@ -89,7 +89,10 @@ class PGD(Attack):
     """Projected Gradient Descent with random start and restarts (Madry et al. 2017,
     arXiv:1706.06083).
 
-    Each restart starts at a uniform point of the ball and takes ``steps`` steepest-ascent
+    Each restart starts at a random point of the ball (Linf: uniform over the ball; L1/L2: a
+    uniform direction at a distance uniform in ``[0, eps]``, since a volume-uniform point of
+    a high-dimensional L2 ball sits on its surface and measurably weakened the attack) and
+    takes ``steps`` steepest-ascent
     steps of ``step_size`` (default ``2.5 * eps / steps``, as in the paper), projecting onto
     the ball and box after each. Linf uses the gradient's sign, L2 the normalised gradient,
     L1 the sparse steepest direction of :class:`advlab.norms.L1Norm` (gradient coordinates

@@ -152,7 +152,7 @@ def gradient_ascent(
         xs, ys, eps = (x0, batch.y, eps_all) if everyone else (x0[pos], batch.y[pos], eps_all[pos])
         rows = pos
         # x is owned by the loop and updated in place (no allocation per step)
-        x = threat.random_start(xs, rng, batch.index[pos], stream=7 + r) if s.random_start else xs.clone()
+        x = threat.random_start(xs, rng, batch.index[pos], stream=7 + r, radius="volume" if linf else "uniform") if s.random_start else xs.clone()
         lo = hi = None
         if linf and not ball_free:  # the Linf ball intersected with the box is a box
             lo = (xs - eps.view(view)).clamp_(min=box_lo)
