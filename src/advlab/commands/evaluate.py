@@ -46,8 +46,8 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
 
             graph_options = {"budgets": budgets, "target_budgets": target_budgets, "targets": targets, "goals": goal, "steps": steps}
             if is_graph_evaluation(model, data):
-                overrides = _graph_overrides(graph_options, samples=samples, seed=seed, batch_size=batch_size, norm=norm, eps=eps, attacks=attacks, minimal=minimal)
-                result = run(model, data, plan, out=out, progress=progress_bar, report=report, **overrides)
+                graph_overrides = _graph_overrides(graph_options, samples=samples, seed=seed, batch_size=batch_size, norm=norm, eps=eps, attacks=attacks, minimal=minimal)
+                result = run(model, data, plan, out=out, progress=progress_bar, report=report, **graph_overrides)
                 _print(result, out)
                 return
             flags = {"budgets": "--budgets", "target_budgets": "--target-budgets", "targets": "--targets", "goals": "--goal", "steps": "--steps"}

@@ -14,6 +14,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -224,23 +225,23 @@ def _run(
     units: dict[str, dict[str, Any]] = {}
     with progress(f"evaluating (rank {cluster.rank})" if cluster.world > 1 else "evaluating", per_batch * len(mine)) as advance:
         for b in mine:
-            probe = unit(f"probe/b{b}", lambda b=b: probe_unit(job, b))
+            probe = unit(f"probe/b{b}", partial(probe_unit, job, b))
             units[f"probe/b{b}"] = probe
             advance(1)
             for spec in plan.threats:
                 mains = []
                 for eps in spec.eps:
                     key = f"main/{spec.key}/{eps!r}/b{b}"
-                    mains.append(unit(key, lambda spec=spec, eps=eps, b=b, probe=probe: main_unit(job, spec, eps, b, probe)))
+                    mains.append(unit(key, partial(main_unit, job, spec, eps, b, probe)))
                     units[key] = mains[-1]
                     advance(1)
                 if job.minimal[spec.key] is not None:
                     key = f"minimal/{spec.key}/b{b}"
-                    units[key] = unit(key, lambda spec=spec, b=b, probe=probe: minimal_unit(job, spec, b, probe))
+                    units[key] = unit(key, partial(minimal_unit, job, spec, b, probe))
                     advance(1)
                 if plan.audit:
                     key = f"audit/{spec.key}/b{b}"
-                    units[key] = unit(key, lambda spec=spec, b=b, probe=probe, mains=mains: audit_unit(job, spec, b, probe, mains))
+                    units[key] = unit(key, partial(audit_unit, job, spec, b, probe, mains))
                     advance(1)
     units = cluster.gather(units)
 
@@ -270,7 +271,7 @@ def _run(
                 for b in mine:
                     key = f"escalation/{spec.key}/{tag}/b{b}"
                     before = [f.robust for f in folds[spec.key][b]]
-                    esc_units[key] = unit(key, lambda spec=spec, b=b, before=before: escalation_unit(job, spec, b, units[f"probe/b{b}"], before, actions))
+                    esc_units[key] = unit(key, partial(escalation_unit, job, spec, b, units[f"probe/b{b}"], before, actions))
                     advance(1)
         units.update(cluster.gather(esc_units))
         for spec in plan.threats:
