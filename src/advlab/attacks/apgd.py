@@ -110,7 +110,7 @@ def apgd_ascent(
             st["lo"] = (st["xs"] - e).clamp_(min=box_lo)
             st["hi"] = (st["xs"] + e).clamp_(max=box_hi)
         # three rotating buffers (x, x_prev, spare) and x_max, all updated in place
-        x = threat.random_start(st["xs"], rng, batch.index[pos], stream=stream + 13 * r) if random_start else st["xs"].clone()
+        x = threat.random_start(st["xs"], rng, batch.index[pos], stream=stream + 13 * r, radius="volume" if threat.norm == "linf" else "uniform") if random_start else st["xs"].clone()
         m = pos.numel()
         st["eta"] = 2 * st["eps"]
         st["f_max"] = torch.full((m,), -math.inf, device=x0.device, dtype=x0.dtype)
