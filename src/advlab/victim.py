@@ -8,7 +8,22 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Victim", "frozen"]
+__all__ = ["Victim", "frozen", "run_model", "CPU_CHUNK"]
+
+# On a CPU, a convolutional network run on a few hundred images at once spills its activations
+# out of the cache: measured on the 2-conv CNN (one thread), 500 images in chunks of 128 took
+# 247 ms for forward+backward against 435 ms in one piece.  Passes on the CPU are therefore
+# run in chunks of at most this many rows (on other devices, in one piece).  Per-row results
+# are unchanged: every row is computed independently whatever the chunking.
+CPU_CHUNK = 128
+
+
+def run_model(model: nn.Module, x: Tensor) -> Tensor:
+    """``model(x)``, in chunks of :data:`CPU_CHUNK` rows when ``x`` is on the CPU; the
+    autograd graph (if any) spans the chunks."""
+    if x.device.type != "cpu" or x.shape[0] <= CPU_CHUNK:
+        return model(x)
+    return torch.cat([model(x[i : i + CPU_CHUNK]) for i in range(0, x.shape[0], CPU_CHUNK)])
 
 
 @contextmanager
@@ -57,7 +72,7 @@ class Victim:
         """Logits without gradient (one query per row)."""
         self._count(self.forwards, idx, x.shape[0])
         with torch.no_grad():
-            return self.model(x)
+            return run_model(self.model, x)
 
     def forward(self, x: Tensor, idx: Tensor | None = None, backward: bool = True) -> Tensor:
         """Logits with the autograd graph kept, for attacks that build their own objective.
@@ -65,7 +80,7 @@ class Victim:
         self._count(self.forwards, idx, x.shape[0])
         if backward:
             self._count(self.backwards, idx, x.shape[0])
-        return self.model(x)
+        return run_model(self.model, x)
 
     def value_and_grad(
         self, x: Tensor, loss_fn: Callable[[Tensor], Tensor], idx: Tensor | None = None

@@ -23,7 +23,7 @@ from advlab.result import AttackResult
 from advlab.rng import CounterRNG
 from advlab.threat import ThreatModel
 from advlab.validation import InputError, as_input_tensor, as_label_tensor, check_logits
-from advlab.victim import Victim, frozen
+from advlab.victim import Victim, frozen, run_model
 
 __all__ = ["Attack", "Batch", "AttackError", "model_device", "choose_targets", "TARGET_RULES"]
 
@@ -267,5 +267,5 @@ class Attack:
 
 def _no_grad(model: nn.Module, x: Tensor) -> Tensor:
     with torch.no_grad():
-        return model(x)
+        return run_model(model, x)
 
