@@ -17,7 +17,10 @@ script recomputes, with its own forward pass,
 
 Time is CPU time of this process (``time.process_time``), best of ``--repeat`` runs, with torch
 on one thread; it includes each library's own input handling.  advlab stops each sample as soon
-as it is adversarial (its default); the peers run every step.
+as it is adversarial (its default) and runs CPU passes in cache-sized chunks
+(``advlab.victim.run_model``); the peers run every step on the batch they are given.  Another
+process sharing the CPU's cache slows the big-batch libraries more than advlab: compare speed
+on a quiet machine.
 
     make compare-deps   # the optional peers, with torch pinned
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/compare.py --models seed-mlp cnn --n 500
