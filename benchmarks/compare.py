@@ -130,12 +130,16 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=500)
     ap.add_argument("--repeat", type=int, default=2, help="fixed-budget rows: best time of this many runs")
     ap.add_argument("--rows", nargs="*", default=None, help="row labels (substring match) to run")
-    ap.add_argument("--libraries", nargs="*", default=list(LIBRARIES))
+    ap.add_argument("--libraries", nargs="*", default=list(LIBRARIES), choices=list(LIBRARIES))
     ap.add_argument("--exclude", nargs="*", default=[], metavar="LIB:ROW",
                     help="skip a library on rows whose label contains ROW (e.g. art:C&W: ART's C&W runs ~150x slower)")
     ap.add_argument("--cache", default=None, help="model cache folder (default: ADVLAB_CACHE)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
+    for e in args.exclude:
+        lib, sep, row = e.partition(":")
+        if not sep or not row or lib not in LIBRARIES:
+            ap.error(f"--exclude takes LIB:ROW with LIB one of {', '.join(LIBRARIES)}, got {e!r}")
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -158,7 +162,7 @@ def main() -> None:
             x, y = data.x_test[:n], data.y_test[:n]
             with torch.no_grad():
                 correct = model(x).argmax(1) == y
-            skip = {e.split(":", 1)[0] for e in args.exclude if e.split(":", 1)[1].lower() in s.label.lower()}
+            skip = {e.partition(":")[0] for e in args.exclude if e.partition(":")[2].lower() in s.label.lower()}
             here = [lib for lib in libs if supports(lib, s) and lib not in skip]
             repeat = 1 if s.minimal or s.kind == "ensemble" else args.repeat
             times: dict[str, list[float]] = {lib: [] for lib in here}

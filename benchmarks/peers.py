@@ -224,7 +224,7 @@ def installed(library: str) -> bool:
 
 
 def supports(library: str, s: Setting) -> bool:
-    """Whether ``library`` implements setting ``s`` (tried on an empty-free dry description)."""
+    """Whether ``library`` implements setting ``s`` (its kind under its norm)."""
     table = {
         "advlab": {"*"},
         "torchattacks": {"fgsm-linf", "bim-linf", "pgd-linf", "pgd-l2", "mi-fgsm-linf", "apgd-ce-linf", "apgd-dlr-linf",

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["CounterRNG"]
+__all__ = ["CounterRNG", "uniform_to_int"]
 
 _M32 = 0xFFFFFFFF
 
@@ -32,6 +32,17 @@ def _mix32_(x: Tensor, tmp: Tensor) -> Tensor:
         x.bitwise_xor_(tmp).mul_(0x45D9F3B).bitwise_and_(_M32)
     torch.bitwise_right_shift(x, 16, out=tmp)
     return x.bitwise_xor_(tmp)
+
+
+def uniform_to_int(u: Tensor, high: int | Tensor) -> Tensor:
+    """Map uniforms in (0, 1) (first dimension: samples) to integers in ``[0, high)``;
+    ``high`` may be a per-sample tensor.  Lets a caller turn columns of one
+    :meth:`CounterRNG.uniform` draw into integers instead of paying a draw per number."""
+    u = u.to(torch.float64)
+    h = torch.as_tensor(high, device=u.device, dtype=torch.float64)
+    if h.dim() == 1:
+        h = h.reshape((-1,) + (1,) * (u.dim() - 1))
+    return torch.minimum((u * h).floor(), h - 1).long()
 
 
 class CounterRNG:
@@ -106,11 +117,7 @@ class CounterRNG:
         device: torch.device | str | None = None,
     ) -> Tensor:
         """Integers in ``[0, high)``; ``high`` may be a per-sample tensor."""
-        u = self.uniform(index, stream, shape, device, torch.float64)
-        h = torch.as_tensor(high, device=u.device, dtype=torch.float64)
-        if h.dim() == 1:
-            h = h.reshape((-1,) + (1,) * (u.dim() - 1))
-        return torch.minimum((u * h).floor(), h - 1).long()
+        return uniform_to_int(self.uniform(index, stream, shape, device, torch.float64), high)
 
     def permutation(self, index: Tensor, stream: int, n: int, device: torch.device | str | None = None) -> Tensor:
         """One random permutation of ``range(n)`` per sample, shape ``(len(index), n)``."""

@@ -9,13 +9,13 @@ checks success inside the ball, so a smaller perturbation buys nothing).
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import Tensor
 
 from advlab.losses import margin
 from advlab.norms import LpNorm
+from advlab.victim import Victim
 
 __all__ = ["SUCCESS_MARGIN", "BestAdversarial", "adversarial", "cosine", "per_sample", "worst_norm", "DUAL", "feasible", "shrink_towards"]
 
@@ -90,7 +90,7 @@ class BestAdversarial:
         return norm <= self.eps
 
 
-def shrink_towards(victim: Any, x: Tensor, x_adv: Tensor, y: Tensor, targeted: bool, steps: int, idx: Tensor | None = None) -> Tensor:
+def shrink_towards(victim: Victim, x: Tensor, x_adv: Tensor, y: Tensor, targeted: bool, steps: int, idx: Tensor | None = None) -> Tensor:
     """Pull each adversarial point back towards its clean input along the segment between
     them, keeping it adversarial: a bisection over ``t`` in ``x + t (x_adv - x)`` with
     ``steps`` forward passes per sample.  Every norm of the perturbation scales by ``t``, and

@@ -17,7 +17,7 @@ from advlab.attacks.blackbox.base import BlackBoxAttack, score_loss
 from advlab.attacks.registry import register
 from advlab.blackbox import BlackBox
 from advlab.losses import is_adversarial
-from advlab.rng import CounterRNG
+from advlab.rng import CounterRNG, uniform_to_int
 from advlab.threat import ThreatModel
 
 __all__ = ["Square", "p_schedule"]
@@ -35,11 +35,6 @@ def p_schedule(p_init: float, it: int, max_queries: int) -> float:
 
 
 _SIGN_DRAWS = 8  # redraws of a square's signs that would not change the image
-
-
-def _scale(u: Tensor, high: int) -> Tensor:
-    """Integers in ``[0, high)`` from uniforms in (0, 1) (as :meth:`CounterRNG.randint`)."""
-    return torch.minimum((u * high).floor(), torch.tensor(high - 1.0, dtype=u.dtype)).long()
 
 
 def _window_index(r0: Tensor, c0: Tensor, s: int, w: int) -> Tensor:
@@ -173,7 +168,7 @@ class Square(BlackBoxAttack):
         # one draw per step (the hash costs more than the arithmetic on a few samples): the
         # square's corner and its signs (with the redraws)
         u = rng.uniform(index, base + 1, (2 + _SIGN_DRAWS * c,), device=x.device, dtype=torch.float64)
-        flat = _window_index(_scale(u[:, 0], h - s + 1), _scale(u[:, 1], w - s + 1), s, w)
+        flat = _window_index(uniform_to_int(u[:, 0], h - s + 1), uniform_to_int(u[:, 1], w - s + 1), s, w)
         sign_draws = torch.where(u[:, 2:] < 0.5, -1.0, 1.0).to(x.dtype).reshape(b, _SIGN_DRAWS, c, 1, 1)
         delta = x_best - x
         cand = x_best
@@ -219,8 +214,8 @@ class Square(BlackBoxAttack):
         base = 16 * it
         # one draw per step: two squares' corners, the pattern's orientation and its signs
         u = rng.uniform(index, base + 1, (5 + c,), device=x.device, dtype=torch.float64)
-        flat1 = _window_index(_scale(u[:, 0], h - s + 1), _scale(u[:, 1], w - s + 1), s, w)
-        flat2 = _window_index(_scale(u[:, 2], h - s + 1), _scale(u[:, 3], w - s + 1), s, w)
+        flat1 = _window_index(uniform_to_int(u[:, 0], h - s + 1), uniform_to_int(u[:, 1], w - s + 1), s, w)
+        flat2 = _window_index(uniform_to_int(u[:, 2], h - s + 1), uniform_to_int(u[:, 3], w - s + 1), s, w)
         delta = x_best - x
         mask1 = _scatter(torch.zeros_like(x), flat1, torch.ones(b, c, s, s, dtype=x.dtype, device=x.device))
         mask2 = _scatter(torch.zeros_like(x), flat2, torch.ones(b, c, s, s, dtype=x.dtype, device=x.device))
