@@ -108,7 +108,7 @@ def run_mlp(seed_mlp, tmp_path_factory):
 def test_worst_case_numbers_are_consistent(run_mlp):
     result, out = run_mlp
     data = json.loads((out / "results.json").read_text())
-    assert data["schema"] == "advlab.evaluation/1"
+    assert data["schema"] == "advlab.evaluation/2"
     threat = data["threats"][0]
     outcomes = data["samples"]["outcomes"][threat["key"]]
     previous = 1.0
@@ -334,3 +334,34 @@ def test_distilled_model_is_not_reported_robust_and_the_masking_is_named(distill
     assert census["verdict"] == "fail" and census["numbers"]["zero"] > 0
     assert result.check("adaptive-vs-naive")["verdict"] == "fail"
     assert not result.audit_clean and "gradient-census" in result.summary
+
+
+# ---------------------------------------------------------------- exact costs, the caller's model
+def test_every_pass_is_counted_exactly_and_the_model_is_left_as_it_was(seed_mlp, tmp_path):
+    """Forward and backward rows seen by hooks on the model equal the rows results.json
+    reports (equal, not close), and the caller's train flag and requires_grad survive."""
+    rows = {"forwards": 0, "backwards": 0}
+
+    def forward_hook(_m, inputs, _o):
+        rows["forwards"] += int(inputs[0].shape[0])
+
+    def backward_hook(_m, _gi, grad_output):
+        rows["backwards"] += int(grad_output[0].shape[0])
+
+    seed_mlp.train()
+    flags = [p.requires_grad for p in seed_mlp.parameters()]
+    handles = [seed_mlp.register_forward_hook(forward_hook), seed_mlp.register_full_backward_hook(backward_hook)]
+    try:
+        result = advlab.evaluate(seed_mlp, "mnist-sample", plan_for(8, eps=(0.05, 0.1)), out=tmp_path)
+    finally:
+        for h in handles:
+            h.remove()
+        training = seed_mlp.training
+        seed_mlp.eval()
+    cost = result.data["cost"]
+    assert rows["forwards"] == cost["forwards"] == sum(r["forwards"] for r in cost["by_stage"])
+    assert rows["backwards"] == cost["backwards"] == sum(r["backwards"] for r in cost["by_stage"])
+    assert training and [p.requires_grad for p in seed_mlp.parameters()] == flags
+    head = result.data["threats"][0]["results"][-1]
+    lo, hi = head["interval"]
+    assert head["n"] == 8 and lo <= head["robust_accuracy"] <= hi and "95% interval" in result.summary

@@ -51,6 +51,11 @@ class AttackResult:
         The attack's registry name and hyperparameters.
     threat:
         The threat model the result is valid under.
+    adv_logits:
+        The model's logits on ``x_adv`` (from the verification pass).
+    trace:
+        Per-sample records the attack kept (``Victim.record``), e.g. a cascade's member that
+        broke each sample; samples the attack did not run on hold zeros.
     """
 
     x_adv: Tensor
@@ -67,6 +72,8 @@ class AttackResult:
     params: dict[str, Any] = field(default_factory=dict)
     target: Tensor | None = None
     adv_confidence: Tensor | None = None
+    adv_logits: Tensor | None = None
+    trace: dict[str, Tensor] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ views
     def __len__(self) -> int:
@@ -159,6 +166,8 @@ class AttackResult:
             params=dict(first.params),
             target=cat("target") if first.target is not None else None,
             adv_confidence=cat("adv_confidence") if first.adv_confidence is not None else None,
+            adv_logits=cat("adv_logits") if first.adv_logits is not None else None,
+            trace={k: torch.cat([r.trace[k] for r in results]) for k in first.trace},
         )
 
     def select(self, mask_or_index: Tensor) -> AttackResult:
@@ -179,6 +188,8 @@ class AttackResult:
             params=dict(self.params),
             target=self.target[sel] if self.target is not None else None,
             adv_confidence=self.adv_confidence[sel] if self.adv_confidence is not None else None,
+            adv_logits=self.adv_logits[sel] if self.adv_logits is not None else None,
+            trace={k: v[sel] for k, v in self.trace.items()},
         )
 
     # ------------------------------------------------------------------ export

@@ -55,6 +55,14 @@ class Victim:
         self.n = n
         self.forwards = torch.zeros(n, dtype=torch.long, device=device)
         self.backwards = torch.zeros(n, dtype=torch.long, device=device)
+        self.trace: dict[str, Tensor] = {}
+
+    def record(self, name: str, values: Tensor) -> None:
+        """Keep a per-sample trace of the attack (first dimension: the batch's ``n`` rows);
+        :meth:`advlab.attacks.base.Attack.__call__` returns it in ``AttackResult.trace``."""
+        if values.shape[0] != self.n:
+            raise ValueError(f"trace {name!r} has {values.shape[0]} rows for a batch of {self.n}")
+        self.trace[name] = values.detach()
 
     def _count(self, counter: Tensor, idx: Tensor | None, rows: int, amount: int = 1) -> None:
         if idx is None:

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from advlab.attacks.base import Attack, Batch
 from advlab.attacks.iterative import box_aware, check_loop_params
+from advlab.attacks.metadata import Role
 from advlab.attacks.registry import register
 from advlab.losses import get_loss
 from advlab.rng import CounterRNG
@@ -217,6 +218,11 @@ class APGD(Attack):
     """
 
     name: ClassVar[str] = "apgd"
+    roles: ClassVar[tuple[Role, ...]] = (
+        Role("cascade", 10, {"loss": "ce"}),
+        Role("cascade", 30, {"loss": "dlr"}, when="targeted"),
+        Role("playground", 50),
+    )
     norms: ClassVar[tuple[str, ...]] = ("linf", "l2")
     paper: ClassVar[str] = "Croce & Hein 2020, Reliable evaluation of adversarial robustness with an ensemble of diverse parameter-free attacks, arXiv:2003.01690"
     family: ClassVar[str] = "gradient"
@@ -266,6 +272,7 @@ class APGDTargeted(Attack):
     """
 
     name: ClassVar[str] = "apgd-t"
+    roles: ClassVar[tuple[Role, ...]] = (Role("cascade", 20, {"n_target_classes": 9}, focus="uncertain"), Role("playground", 60))
     norms: ClassVar[tuple[str, ...]] = ("linf", "l2")
     paper: ClassVar[str] = APGD.paper
     family: ClassVar[str] = "gradient"

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from advlab.attacks.metadata import Role
 from advlab.norms import NORM_NAMES, get_norm
 from advlab.result import AttackResult
 from advlab.rng import CounterRNG
@@ -85,7 +86,9 @@ class Attack:
     Class attributes describe the attack for the registry, the CLI and the docs:
     ``name`` (registry key), ``norms`` (supported threat-model norms), ``paper`` (citation),
     ``minimal`` (minimal-norm attack: ``eps`` may be ``None``), ``targeted`` support,
-    ``knowledge`` needed, and ``family``.
+    ``knowledge`` needed, and ``family``; ``cost_per_step`` (forward and backward passes per
+    sample and step), ``supports_adaptive`` (can attack the adaptive form a defense declares) and
+    ``roles`` (:class:`~advlab.attacks.metadata.Role`: where the library's defaults use it).
     """
 
     name: ClassVar[str] = ""
@@ -97,6 +100,9 @@ class Attack:
     knowledge: ClassVar[str] = "white"
     family: ClassVar[str] = "other"
     uses_gradients: ClassVar[bool] = True
+    cost_per_step: ClassVar[tuple[int, int]] = (1, 1)
+    supports_adaptive: ClassVar[bool] = True
+    roles: ClassVar[tuple[Role, ...]] = ()
 
     seed: int = 0
 
@@ -200,6 +206,7 @@ class Attack:
             forwards = torch.zeros(n, dtype=torch.long, device=dev)
             backwards = torch.zeros(n, dtype=torch.long, device=dev)
             todo = (~already).nonzero().squeeze(1)
+            trace: dict[str, Tensor] = {}
             start = time.perf_counter()
             done = int(already.sum())
             if progress is not None and done:
@@ -215,6 +222,10 @@ class Attack:
                 x_adv[sel] = threat.project(out, batch.x)
                 forwards[sel] = victim.forwards
                 backwards[sel] = victim.backwards
+                for key, values in victim.trace.items():
+                    if key not in trace:
+                        trace[key] = torch.zeros((n, *values.shape[1:]), dtype=values.dtype, device=dev)
+                    trace[key][sel] = values.to(dev)
                 if progress is not None:
                     progress(len(sel))
             seconds = time.perf_counter() - start
@@ -240,6 +251,8 @@ class Attack:
             params=runner.params(),
             target=target_t,
             adv_confidence=conf,
+            adv_logits=adv_logits.float(),
+            trace=trace,
         )
 
     def _targets(

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from advlab.attacks._minimal import SUCCESS_MARGIN, BestAdversarial, cosine
 from advlab.attacks.base import Attack, AttackError, Batch
+from advlab.attacks.metadata import Role
 from advlab.attacks.registry import register
 from advlab.losses import margin
 from advlab.rng import CounterRNG
@@ -77,6 +78,7 @@ class CarliniWagnerL2(Attack):
     """
 
     name: ClassVar[str] = "cw-l2"
+    roles: ClassVar[tuple[Role, ...]] = (Role("minimal", 30), Role("playground", 90))
     norms: ClassVar[tuple[str, ...]] = ("l2",)
     paper: ClassVar[str] = "Carlini & Wagner, Towards Evaluating the Robustness of Neural Networks, S&P 2017 (arXiv:1608.04644)"
     minimal: ClassVar[bool] = True

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from advlab.attacks._minimal import BestAdversarial, adversarial, cosine, per_sample, worst_norm
 from advlab.attacks.base import Attack, AttackError, Batch
+from advlab.attacks.metadata import Role
 from advlab.attacks.registry import register
 from advlab.losses import cross_entropy
 from advlab.rng import CounterRNG
@@ -53,6 +54,7 @@ class DDN(Attack):
     """
 
     name: ClassVar[str] = "ddn"
+    roles: ClassVar[tuple[Role, ...]] = (Role("minimal", 20), Role("playground", 100))
     norms: ClassVar[tuple[str, ...]] = ("l2",)
     paper: ClassVar[str] = "Rony et al., Decoupling Direction and Norm for Efficient Gradient-Based L2 Adversarial Attacks and Defenses, CVPR 2019 (arXiv:1811.09600)"
     minimal: ClassVar[bool] = True

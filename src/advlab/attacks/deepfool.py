@@ -10,6 +10,7 @@ from torch import Tensor
 
 from advlab.attacks._minimal import DUAL, SUCCESS_MARGIN, per_sample, shrink_towards
 from advlab.attacks.base import Attack, AttackError, Batch
+from advlab.attacks.metadata import Role
 from advlab.attacks.registry import register
 from advlab.norms import get_norm
 from advlab.rng import CounterRNG
@@ -59,6 +60,7 @@ class DeepFool(Attack):
     """
 
     name: ClassVar[str] = "deepfool"
+    roles: ClassVar[tuple[Role, ...]] = (Role("minimal", 40), Role("playground", 80))
     norms: ClassVar[tuple[str, ...]] = ("l2", "linf")
     paper: ClassVar[str] = "Moosavi-Dezfooli et al., DeepFool, CVPR 2016 (arXiv:1511.04599)"
     minimal: ClassVar[bool] = True

@@ -8,7 +8,9 @@ strongest member at a fraction of the cost of running them all.
 >>> result = atk(model, x, y, ThreatModel("linf", eps=0.3))  # doctest: +SKIP
 
 The same list from TOML (``[[attacks]]`` tables) or JSON works as is. Without a list, the
-default for the threat model's norm comes from :data:`DEFAULT_ATTACKS`.
+members are the registered attacks that declare a ``"cascade"`` role for the threat model
+(:func:`advlab.attacks.cascade.members`): APGD-CE, APGD-T and Square for Linf and L2.  The
+loop itself is :func:`advlab.attacks.cascade.run_cascade`, the one the evaluation uses.
 """
 
 from __future__ import annotations
@@ -17,61 +19,36 @@ import logging
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import torch
 from torch import Tensor
 
 from advlab.attacks.base import Attack, AttackError, Batch
-from advlab.attacks.registry import attack_class, available_attacks, make_attack, register
+from advlab.attacks.cascade import FOCUS_MARGIN, Member, run_cascade
+from advlab.attacks.cascade import members as default_cascade
+from advlab.attacks.metadata import FOCUS
+from advlab.attacks.registry import attack_class, make_attack, register
 from advlab.norms import NORM_NAMES
 from advlab.rng import CounterRNG
 from advlab.threat import ThreatModel
 from advlab.victim import Victim
 
-__all__ = ["Ensemble", "DEFAULT_ATTACKS", "add_default_member", "default_members"]
+__all__ = ["Ensemble"]
 
 log = logging.getLogger(__name__)
 
-# The strongest cascade per norm, in running order. Members whose name is not registered
-# are skipped, so attacks added later (e.g. black-box "square") join by being registered;
-# ``"when": "targeted"`` / ``"untargeted"`` limits a member to one kind of threat model, and
-# members that cannot run under the threat model (norm, targeted) are skipped.
-DEFAULT_ATTACKS: dict[str, list[dict[str, Any]]] = {
-    "linf": [
-        {"name": "apgd", "loss": "ce"},
-        {"name": "apgd-t", "n_target_classes": 9},
-        {"name": "apgd", "loss": "dlr", "when": "targeted"},
-        {"name": "square"},
-    ],
-    "l2": [
-        {"name": "apgd", "loss": "ce"},
-        {"name": "apgd-t", "n_target_classes": 9},
-        {"name": "apgd", "loss": "dlr", "when": "targeted"},
-        {"name": "square"},
-    ],
-    "l1": [
-        {"name": "pgd", "steps": 100, "restarts": 3},
-        {"name": "pgd", "steps": 100, "loss": "margin"},
-    ],
-    "l0": [],
-}
 _WHEN = ("targeted", "untargeted")
+_KEYS = ("when", "focus")
 
 
-def add_default_member(norm: str, spec: dict[str, Any], position: int | None = None) -> None:
-    """Add ``spec`` to the default cascade of ``norm`` (at the end, or at ``position``)."""
-    members = DEFAULT_ATTACKS.setdefault(norm, [])
-    if spec not in members:
-        members.insert(len(members) if position is None else position, dict(spec))
-
-
-def _split(spec: Any) -> tuple[Any, str | None]:
-    """A member spec without its ``when`` key, and that key."""
-    if isinstance(spec, dict) and "when" in spec:
-        when = spec["when"]
-        if when not in _WHEN:
-            raise ValueError(f"ensemble member {spec!r}: 'when' must be one of {_WHEN}, got {when!r}")
-        return {k: v for k, v in spec.items() if k != "when"}, when
-    return spec, None
+def _split(spec: Any) -> tuple[Any, str | None, str]:
+    """A member spec without its ``when`` and ``focus`` keys, and those keys."""
+    if not isinstance(spec, dict):
+        return spec, None, "all"
+    when, focus = spec.get("when"), spec.get("focus", "all")
+    if when is not None and when not in _WHEN:
+        raise ValueError(f"ensemble member {spec!r}: 'when' must be one of {_WHEN}, got {when!r}")
+    if focus not in FOCUS:
+        raise ValueError(f"ensemble member {spec!r}: 'focus' must be one of {FOCUS}, got {focus!r}")
+    return {k: v for k, v in spec.items() if k not in _KEYS}, when, focus
 
 
 def _applies(atk: Attack, when: str | None, threat: ThreatModel) -> bool:
@@ -84,20 +61,6 @@ def _applies(atk: Attack, when: str | None, threat: ThreatModel) -> bool:
     return True
 
 
-def default_members(threat: ThreatModel, seed: int = 0) -> list[Attack]:
-    """The registered attacks of :data:`DEFAULT_ATTACKS` that can run under ``threat``."""
-    known = available_attacks()
-    out = []
-    for spec in DEFAULT_ATTACKS.get(threat.norm, []):
-        spec, when = _split(spec)
-        if spec.get("name") not in known:
-            continue
-        atk = make_attack({"seed": seed, **spec})
-        if _applies(atk, when, threat):
-            out.append(atk)
-    return out
-
-
 @register
 @dataclass(frozen=True)
 class Ensemble(Attack):
@@ -108,16 +71,28 @@ class Ensemble(Attack):
     ----------
     attacks:
         Member specs in running order: names, ``{"name": ..., **params}`` dicts (from TOML or
-        JSON) or attack instances. ``None`` = :data:`DEFAULT_ATTACKS` for the threat model's
-        norm (APGD-CE, APGD-T with the targeted DLR loss over the top 9 classes, and any
-        registered black-box member). Members without their own ``seed`` get the ensemble's.
+        JSON) or attack instances. ``None`` = the registry's default cascade for the threat
+        model (:func:`advlab.attacks.cascade.members`). Members without their own ``seed``
+        get the ensemble's.
         Members that cannot run under the threat model (its norm, or targeted when they are
         untargeted-only like ``apgd-t``) are skipped with a logged warning, so one list serves
         targeted and untargeted evaluations; a spec's ``"when": "targeted"`` (or
-        ``"untargeted"``) limits a member to one of them silently.
+        ``"untargeted"``) limits a member to one of them silently, and ``"focus":
+        "uncertain"`` runs it only on the samples the earlier members left near the boundary.
+    focus_margin:
+        A sample is *uncertain* when the earlier members shrank its logit margin to at most
+        this share of its clean margin.
+    adaptive_loss:
+        The loss members with ``loss="ce"`` use instead (set from a defense's declared
+        ``adaptive_loss`` when it is attacked adaptively).
+    knowledge:
+        ``"black"`` keeps only black-box members in the default cascade.
 
     Cost: the sum of the members' costs on the samples that reach them, plus one forward pass
-    per member and sample to check its output.
+    per member and sample to check its output, and one clean pass per sample that reaches an
+    ``"uncertain"`` member.  ``AttackResult.trace`` holds ``broken_by`` (member index, -1 for
+    none), ``member_forwards``, ``member_backwards`` and ``member_seconds`` per sample and
+    member, and ``margin`` (the relative margin left).
     """
 
     name: ClassVar[str] = "ensemble"
@@ -126,8 +101,15 @@ class Ensemble(Attack):
     family: ClassVar[str] = "ensemble"
 
     attacks: list[Any] | None = None
+    focus_margin: float = FOCUS_MARGIN
+    adaptive_loss: str | None = None
+    knowledge_limit: str = "white"
 
     def __post_init__(self) -> None:
+        if not (isinstance(self.focus_margin, (int, float)) and self.focus_margin >= 0):
+            raise ValueError(f"ensemble: focus_margin must be a non-negative number, got {self.focus_margin!r}")
+        if self.knowledge_limit not in ("white", "black"):
+            raise ValueError(f"ensemble: knowledge_limit must be 'white' or 'black', got {self.knowledge_limit!r}")
         if self.attacks is None:
             return
         if isinstance(self.attacks, (str, dict)) or not hasattr(self.attacks, "__iter__"):
@@ -135,7 +117,7 @@ class Ensemble(Attack):
         if not list(self.attacks):
             raise ValueError("ensemble: attacks is empty; give at least one member (or None for the default)")
         for spec in self.attacks:
-            spec, _ = _split(spec)
+            spec, _, _ = _split(spec)
             name = spec.name if isinstance(spec, Attack) else spec if isinstance(spec, str) else spec.get("name") if isinstance(spec, dict) else None
             if not isinstance(name, str):
                 raise ValueError(f"ensemble member {spec!r} has no attack name")
@@ -150,19 +132,23 @@ class Ensemble(Attack):
             return {"seed": self.seed, **spec}
         return spec
 
-    def members(self, threat: ThreatModel) -> list[Attack]:
-        """The attacks that run under ``threat``, in order."""
+    def cascade(self, threat: ThreatModel) -> list[Member]:
+        """The members that run under ``threat``, in order, with their focus."""
         if self.attacks is None:
-            return default_members(threat, self.seed)
+            return default_cascade(threat, self.seed, self.knowledge_limit)
         out = []
         for spec in self.attacks:
-            spec, when = _split(spec)
+            spec, when, focus = _split(spec)
             atk = make_attack(self._seeded(spec))
             if _applies(atk, when, threat):
-                out.append(atk)
+                out.append(Member(atk, focus))
             elif when is None:
                 log.warning("ensemble: skipping member %r, which cannot run under %s", atk, threat.describe())
         return out
+
+    def members(self, threat: ThreatModel) -> list[Attack]:
+        """The attacks that run under ``threat``, in order."""
+        return [m.attack for m in self.cascade(threat)]
 
     def check_threat(self, threat: ThreatModel) -> None:
         super().check_threat(threat)
@@ -179,21 +165,10 @@ class Ensemble(Attack):
         return p
 
     def _run(self, victim: Victim, batch: Batch, threat: ThreatModel, rng: CounterRNG) -> Tensor:
-        out = batch.x.clone()
-        found = torch.zeros(len(batch), dtype=torch.bool, device=batch.x.device)
-        for atk in self.members(threat):
-            pos = (~found).nonzero().squeeze(1)
-            if pos.numel() == 0:
-                break
-            sub = Batch(x=batch.x[pos], y=batch.y[pos], y_true=batch.y_true[pos], index=batch.index[pos], num_classes=batch.num_classes)
-            child = Victim(victim.model, len(pos), batch.x.device)
-            adv = atk._run(child, sub, threat, CounterRNG(atk.seed))
-            adv = threat.project(torch.nan_to_num(adv.detach().to(sub.x.dtype), nan=0.0), sub.x)
-            pred = child.logits(adv).argmax(dim=1)
-            hit = pred == sub.y if threat.targeted else pred != sub.y
-            victim.forwards[pos] += child.forwards
-            victim.backwards[pos] += child.backwards
-            out[pos] = adv  # the successful point, or this member's failed attempt
-            found[pos[hit]] = True
-            log.info("ensemble member %s broke %d of %d samples", atk.name, int(hit.sum()), len(pos))
+        out, trace = run_cascade(self.cascade(threat), victim, batch, threat, self.focus_margin, self.adaptive_loss)
+        victim.record("broken_by", trace.broken_by)
+        victim.record("member_forwards", trace.forwards)
+        victim.record("member_backwards", trace.backwards)
+        victim.record("member_seconds", trace.seconds)
+        victim.record("margin", trace.margin)
         return out

@@ -20,6 +20,7 @@ from advlab.attacks._minimal import (
     worst_norm,
 )
 from advlab.attacks.base import Attack, AttackError, Batch
+from advlab.attacks.metadata import Role
 from advlab.attacks.registry import register
 from advlab.losses import margin
 from advlab.norms import get_norm
@@ -70,6 +71,7 @@ class FMN(Attack):
     """
 
     name: ClassVar[str] = "fmn"
+    roles: ClassVar[tuple[Role, ...]] = (Role("minimal", 10), Role("playground", 110))
     norms: ClassVar[tuple[str, ...]] = ("l0", "l1", "l2", "linf")
     paper: ClassVar[str] = "Pintor et al., Fast Minimum-norm Adversarial Attacks through Adaptive Norm Constraints, NeurIPS 2021 (arXiv:2102.12827)"
     minimal: ClassVar[bool] = True

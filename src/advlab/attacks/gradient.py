@@ -10,6 +10,7 @@ from torch import Tensor
 
 from advlab.attacks.base import Attack, Batch
 from advlab.attacks.iterative import LoopSettings, check_loop_params, gradient_ascent
+from advlab.attacks.metadata import Role
 from advlab.attacks.registry import register
 from advlab.rng import CounterRNG
 from advlab.threat import ThreatModel
@@ -39,6 +40,7 @@ class FGSM(Attack):
     """
 
     name: ClassVar[str] = "fgsm"
+    roles: ClassVar[tuple[Role, ...]] = (Role("single-step"), Role("playground", 10))
     norms: ClassVar[tuple[str, ...]] = _GRADIENT_NORMS
     paper: ClassVar[str] = "Goodfellow et al. 2014, Explaining and harnessing adversarial examples, arXiv:1412.6572"
     family: ClassVar[str] = "gradient"
@@ -65,6 +67,7 @@ class BIM(Attack):
     """
 
     name: ClassVar[str] = "bim"
+    roles: ClassVar[tuple[Role, ...]] = (Role("playground", 20),)
     norms: ClassVar[tuple[str, ...]] = _GRADIENT_NORMS
     paper: ClassVar[str] = "Kurakin et al. 2016, Adversarial examples in the physical world, arXiv:1607.02533"
     family: ClassVar[str] = "gradient"
@@ -103,6 +106,11 @@ class PGD(Attack):
     """
 
     name: ClassVar[str] = "pgd"
+    roles: ClassVar[tuple[Role, ...]] = (
+        Role("cascade", 10, {"steps": 100, "restarts": 3}, norms=("l1",)),
+        Role("cascade", 11, {"steps": 100, "loss": "margin"}, norms=("l1",)),
+        Role("playground", 30),
+    )
     norms: ClassVar[tuple[str, ...]] = _GRADIENT_NORMS
     paper: ClassVar[str] = "Madry et al. 2017, Towards deep learning models resistant to adversarial attacks, arXiv:1706.06083"
     family: ClassVar[str] = "gradient"
@@ -144,6 +152,7 @@ class MIFGSM(Attack):
     """
 
     name: ClassVar[str] = "mi-fgsm"
+    roles: ClassVar[tuple[Role, ...]] = (Role("playground", 40),)
     norms: ClassVar[tuple[str, ...]] = _GRADIENT_NORMS
     paper: ClassVar[str] = "Dong et al. 2018, Boosting adversarial attacks with momentum, arXiv:1710.06081"
     family: ClassVar[str] = "gradient"
@@ -175,6 +184,7 @@ class CWLinf(PGD):
     """
 
     name: ClassVar[str] = "cw-linf"
+    roles: ClassVar[tuple[Role, ...]] = (Role("playground", 70),)
     norms: ClassVar[tuple[str, ...]] = ("linf",)
     paper: ClassVar[str] = "Carlini & Wagner 2017, Towards evaluating the robustness of neural networks, arXiv:1608.04644"
 

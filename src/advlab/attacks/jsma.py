@@ -11,6 +11,7 @@ from torch import Tensor
 
 from advlab.attacks._minimal import adversarial
 from advlab.attacks.base import Attack, AttackError, Batch
+from advlab.attacks.metadata import Role
 from advlab.attacks.registry import register
 from advlab.rng import CounterRNG
 from advlab.threat import ThreatModel
@@ -64,6 +65,7 @@ class JSMA(Attack):
     """
 
     name: ClassVar[str] = "jsma"
+    roles: ClassVar[tuple[Role, ...]] = (Role("playground", 120),)
     norms: ClassVar[tuple[str, ...]] = ("l0",)
     paper: ClassVar[str] = "Papernot et al., The Limitations of Deep Learning in Adversarial Settings, EuroS&P 2016 (arXiv:1511.07528)"
     minimal: ClassVar[bool] = True

@@ -57,6 +57,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from advlab.attacks.base import Attack, AttackError, Batch, model_device
+from advlab.attacks.metadata import Role
 from advlab.attacks.registry import register
 from advlab.norms import NORM_NAMES, get_norm
 from advlab.result import AttackResult
@@ -274,6 +275,7 @@ class OutputMatching(_Descent):
     """
 
     name: ClassVar[str] = "output-matching"
+    roles: ClassVar[tuple[Role, ...]] = (Role("playground", 130),)
 
     lam: float = 0.05
 

@@ -69,6 +69,8 @@ def adapt(attack: Attack, model: nn.Module) -> tuple[Attack, nn.Module]:
     if hint and getattr(attack, "loss", None) == "ce":
         log.info("attack %s: loss ce -> %s, as %s asks (adaptive=False keeps ce)", attack.name, hint, type(model).__name__)
         attack = attack.replace(loss=hint)
+    elif hint and hasattr(attack, "adaptive_loss"):  # a cascade passes the hint to its members
+        attack = attack.replace(adaptive_loss=hint)
     if attacked is not model:
         log.info("attack %s: differentiating %s (adaptive form of %s)", attack.name, type(attacked).__name__, type(model).__name__)
     return attack, attacked

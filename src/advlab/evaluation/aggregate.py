@@ -47,6 +47,7 @@ class Folded:
     robust: np.ndarray
     source: np.ndarray  # index into stages; -1 for samples that stay robust
     x_adv: np.ndarray
+    adv_logits: np.ndarray  # the deployed model's logits at x_adv (from the run that found it)
     stages: list[Stage] = field(default_factory=list)
     raw_robust: np.ndarray | None = None  # after the cascade alone (no carry, no audit)
 
@@ -67,14 +68,17 @@ class _Tally:
     robust: np.ndarray
     source: np.ndarray
     x_adv: np.ndarray
+    adv_logits: np.ndarray
     stages: list[Stage] = field(default_factory=list)
 
-    def credit(self, stage: Stage, hit: np.ndarray, adv: np.ndarray | None) -> None:
+    def credit(self, stage: Stage, hit: np.ndarray, adv: np.ndarray | None, logits: np.ndarray | None = None) -> None:
         hit = hit & self.robust
         stage.broken = int(hit.sum())
         self.source[hit] = len(self.stages)
         if adv is not None:
             self.x_adv[hit] = adv[hit]
+        if logits is not None:
+            self.adv_logits[hit] = logits[hit]
         self.robust[hit] = False
         self.stages.append(stage)
 
@@ -94,14 +98,14 @@ def fold_batch(
     x_np = x.detach().cpu().numpy().astype(np.float32)
     y_np = y.detach().cpu().numpy()
     correct = np.asarray(probe["clean_pred"]) == y_np
-    cascade = job.cascades[spec.key]
+    clean_logits = np.asarray(probe["clean_logits"], dtype=np.float32)
+    cascade = [m.attack for m in job.cascades[spec.key]]
     out: list[Folded] = []
     previous: Folded | None = None
     for k, eps in enumerate(spec.eps):
-        tally = _Tally(correct.copy(), np.full(len(y_np), -1, dtype=np.int64), x_np.copy())
+        tally = _Tally(correct.copy(), np.full(len(y_np), -1, dtype=np.int64), x_np.copy(), clean_logits.copy())
         credit = tally.credit
         robust, source, stages = tally.robust, tally.source, tally.stages
-        x_adv = tally.x_adv
 
         clean = Stage("clean", "clean", forwards=len(y_np))
         clean.broken = int((~correct).sum())
@@ -110,32 +114,32 @@ def fold_batch(
         main = mains[k]
         for m, atk in enumerate(cascade):
             fw, bw, sec = _cost(main, m)
-            credit(Stage(label(atk), "attack", forwards=fw, backwards=bw, seconds=sec), main["broken_by"] == m, main["x_adv"])
+            credit(Stage(label(atk), "attack", forwards=fw, backwards=bw, seconds=sec), main["broken_by"] == m, main["x_adv"], main["adv_logits"])
         raw = robust.copy()
         if previous is not None:
-            credit(Stage(f"smaller eps ({previous.eps:g})", "carry"), ~previous.robust, previous.x_adv)
+            credit(Stage(f"smaller eps ({previous.eps:g})", "carry"), ~previous.robust, previous.x_adv, previous.adv_logits)
         if audit is not None:
             runs = audit.get("runs", {})
             if "fgsm_broken" in audit:
                 r = runs.get(f"fgsm@{eps:g}", {})
                 st = Stage(f"audit: {audit['fgsm_attack']}", "audit", 0, r.get("forwards", 0), r.get("backwards", 0), r.get("seconds", 0.0))
-                credit(st, audit["fgsm_broken"][:, k], audit["fgsm_x_adv"][:, k])
+                credit(st, audit["fgsm_broken"][:, k], audit["fgsm_x_adv"][:, k], audit["fgsm_adv_logits"][:, k])
             if k == len(spec.eps) - 1:
                 for name, key in (("blackbox", "blackbox"), ("convergence", "convergence")):
                     if f"{key}_broken" in audit:
                         r = runs.get(name, {})
                         st = Stage(f"audit: {audit[f'{key}_attack']}", "audit", 0, r.get("forwards", 0), r.get("backwards", 0), r.get("seconds", 0.0))
-                        credit(st, audit[f"{key}_broken"], audit[f"{key}_x_adv"])
+                        credit(st, audit[f"{key}_broken"], audit[f"{key}_x_adv"], audit[f"{key}_adv_logits"])
         if minimal is not None:
             fw, bw, sec = _cost(minimal) if k == 0 else (0, 0, 0.0)
             st = Stage(f"minimal: {minimal['attack']}", "minimal", 0, fw, bw, sec)
-            credit(st, np.asarray(minimal["min_norm"]) <= eps, minimal["x_adv"])
+            credit(st, np.asarray(minimal["min_norm"]) <= eps, minimal["x_adv"], minimal["adv_logits"])
         if escalation is not None:
             for m, name in enumerate(escalation["labels"]):
                 fw, bw, sec = int(escalation["forwards"][k, m]), int(escalation["backwards"][k, m]), float(escalation["seconds"][k, m])
                 st = Stage(f"escalation: {name}", "escalation", 0, fw, bw, sec)
-                credit(st, escalation["broken_by"][:, k] == m, escalation["x_adv"][:, k])
-        folded = Folded(eps, robust, source, x_adv, stages, raw)
+                credit(st, escalation["broken_by"][:, k] == m, escalation["x_adv"][:, k], escalation["adv_logits"][:, k])
+        folded = Folded(eps, robust, source, tally.x_adv, tally.adv_logits, stages, raw)
         out.append(folded)
         previous = folded
     return out
@@ -158,6 +162,7 @@ def fold_all(batches: list[list[Folded]]) -> list[Folded]:
                 np.concatenate([p.robust for p in parts]),
                 np.concatenate([p.source for p in parts]),
                 np.concatenate([p.x_adv for p in parts]),
+                np.concatenate([p.adv_logits for p in parts]),
                 stages,
                 np.concatenate([p.raw_robust for p in parts if p.raw_robust is not None]),
             )

@@ -245,7 +245,7 @@ def _threat_checks(
         out.append(Check("iterative-vs-single-step", "Iterative attacks beat single-step ones", "skipped", "no single-step attack (fgsm) is registered for this threat model.", "", threat=key))
 
     head = folds[-1]
-    cascade = job.cascades[key]
+    cascade = [m.attack for m in job.cascades[key]]
     black_in_cascade = [i for i, a in enumerate(cascade) if a.knowledge == "black"]
     if spec.knowledge == "white" and black_in_cascade and "blackbox_broken" not in audit:
         # a black-box member runs after the white-box ones: what it broke, they missed
@@ -273,6 +273,7 @@ def _threat_checks(
 
     if "convergence_broken" in audit:
         k = int(np.asarray(audit["convergence_broken"]).sum())
+        tried = int(np.asarray(audit.get("convergence_tried", np.ones(n, dtype=bool))).sum())
         share = _share(k, n)
         verdict = "fail" if share > FAIL_SHARE else ("warn" if k else "pass")
         out.append(
@@ -280,12 +281,13 @@ def _threat_checks(
                 "convergence",
                 "More restarts do not keep lowering robust accuracy",
                 verdict,
-                f"{audit['convergence_attack']} (more restarts, new starts) at eps={spec.headline:g} broke {k} more sample(s) ({_pct(share)}).",
+                f"{audit['convergence_attack']} (more restarts, new starts) at eps={spec.headline:g}, run on the {tried} sample(s) "
+                f"left robust but near the boundary, broke {k} more ({_pct(share)}).",
                 "If more effort keeps finding adversarial examples, the attack has not converged and the robust "
                 "accuracy is an overestimate.",
                 threat=key,
                 actions=["restarts"] if verdict == "fail" else [],
-                numbers={"broken": k},
+                numbers={"broken": k, "tried": tried},
             )
         )
 

@@ -1,11 +1,11 @@
-"""Which attacks an evaluation runs: the ``auto`` ensemble, the minimal-norm attack, the
-stronger attacks of an escalation, and the model wrappers an escalation attacks through.
+"""Which attacks an evaluation runs: the cascade, the minimal-norm attack, the audit's
+single-step and black-box attacks, the stronger attacks of an escalation, and the model
+wrappers an escalation attacks through.
 
 ``auto`` follows AutoAttack (Croce & Hein 2020, arXiv:2003.01690): a diverse cascade of
-parameter-free attacks (APGD with cross-entropy, APGD with the DLR loss, FAB, the black-box
-Square attack), each run only on the samples the previous ones left robust.  The cascade is
-assembled from whatever the registry offers for the threat model, so it grows as attacks are
-added; an ``ensemble`` attack that exposes ``members(threat)`` is used as is.
+parameter-free attacks, each run only on the samples the previous ones left robust.  Every
+choice here is a query of the registry (:mod:`advlab.attacks.cascade`): the attacks declare
+their roles, so the cascade grows as attacks are registered and no attack name is listed here.
 """
 
 from __future__ import annotations
@@ -18,13 +18,15 @@ import torch
 from torch import Tensor, nn
 
 from advlab.attacks.base import Attack
-from advlab.attacks.registry import available_attacks, make_attack
+from advlab.attacks.cascade import Member, members, role_attacks
+from advlab.attacks.registry import make_attack
 from advlab.evaluation.plan import ThreatSpec
 
 __all__ = [
-    "auto_cascade",
     "build_cascade",
+    "cascade_attack",
     "minimal_attack",
+    "single_step_attack",
     "stronger",
     "blackbox_members",
     "label",
@@ -33,24 +35,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-# White-box members, strongest first: (registry name, parameters).  Names that are not
-# registered (or refuse the parameters) are skipped.
-WHITE_CANDIDATES: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("apgd-ce", {}),
-    ("apgd", {"loss": "ce"}),
-    ("apgd-t", {}),
-    ("apgd-dlr", {}),
-    ("apgd", {"loss": "dlr"}),
-    ("fab-t", {}),
-    ("fab", {}),
-    ("pgd", {"loss": "ce"}),
-    ("pgd", {"loss": "margin"}),
-)
-BLACK_CANDIDATES: tuple[str, ...] = ("square", "simba", "nes", "spsa", "boundary", "hopskipjump")
-MINIMAL_CANDIDATES: tuple[str, ...] = ("fmn", "ddn", "cw-l2", "deepfool")
-# When the registry has APGD, plain PGD is redundant in the ensemble.
-_REDUNDANT_WITH_APGD = {"pgd"}
 
 
 def label(attack: Attack) -> str:
@@ -61,107 +45,65 @@ def label(attack: Attack) -> str:
     return f"{attack.name}({inner})" if inner else attack.name
 
 
-def _usable(attack: Attack, spec: ThreatSpec) -> bool:
-    try:
-        attack.check_threat(spec.threat(spec.headline))
-    except ValueError:
-        return False
-    return spec.knowledge == "white" or attack.knowledge == "black"
-
-
-def _seeded(attack: Attack, seed: int) -> Attack:
-    return attack.replace(seed=seed)
-
-
-def auto_cascade(spec: ThreatSpec, seed: int) -> list[Attack]:
-    """The strongest cascade the registry offers for ``spec`` (white- or black-box)."""
-    registry = available_attacks()
-    ensemble = registry.get("ensemble")
-    if ensemble is not None and spec.knowledge == "white" and hasattr(ensemble, "members"):
-        try:
-            members = list(ensemble(seed=seed).members(spec.threat(spec.headline)))  # type: ignore[attr-defined]
-        except (ValueError, TypeError) as exc:
-            log.info("ensemble has no members for %s (%s); assembling one", spec.key, exc)
-        else:
-            members = [_seeded(make_attack(m), seed) for m in members]
-            if members:
-                return members
-    out: list[Attack] = []
-    if spec.knowledge == "white":
-        for name, params in WHITE_CANDIDATES:
-            if name not in registry:
-                continue
-            if name in _REDUNDANT_WITH_APGD and any(a.name.startswith("apgd") for a in out):
-                continue
-            try:
-                atk = registry[name](seed=seed, **params)
-            except (TypeError, ValueError):
-                continue
-            if _usable(atk, spec) and all(a != atk for a in out):
-                out.append(atk)
-    out.extend(blackbox_members(spec, seed))
-    if not out:
-        known = ", ".join(sorted(registry)) or "none"
-        raise ValueError(
-            f"no registered attack can run the threat model {spec.key} at eps={spec.headline:g} "
-            f"(registered: {known}); list attacks explicitly in the plan"
-        )
-    return out
-
-
 def blackbox_members(spec: ThreatSpec, seed: int, limit: int | None = 1) -> list[Attack]:
-    """Registered black-box attacks usable under ``spec`` (Square first); AutoAttack runs
-    one, an escalation all of them (``limit=None``)."""
-    registry = available_attacks()
-    names = [n for n in BLACK_CANDIDATES if n in registry]
-    names += sorted(n for n, c in registry.items() if c.knowledge == "black" and n not in names)
-    out = []
-    for name in names:
-        try:
-            atk = registry[name](seed=seed)
-        except (TypeError, ValueError):
-            continue
-        if atk.knowledge == "black" and _usable(atk, spec):
-            out.append(atk)
+    """Registered black-box attacks usable under ``spec``, in the order their ``"black-box"``
+    roles declare (Square first); the audit runs one, an escalation all (``limit=None``)."""
+    out = role_attacks("black-box", spec.threat(spec.headline), seed, "black")
     return out if limit is None else out[:limit]
 
 
-def build_cascade(spec: ThreatSpec, seed: int) -> list[Attack]:
-    """The plan's cascade for ``spec``: ``auto`` or its list, each attack seeded by the plan."""
+def build_cascade(spec: ThreatSpec, seed: int) -> list[Member]:
+    """The plan's cascade for ``spec``: ``auto`` (the registry's default cascade) or its list,
+    each attack seeded by the plan (an instance keeps its own seed)."""
+    threat = spec.threat(spec.headline)
     if spec.attacks == "auto":
-        return auto_cascade(spec, seed)
-    out = []
+        out = members(threat, seed, spec.knowledge)
+        if not out:
+            raise ValueError(
+                f"no registered attack declares a cascade role for the threat model {spec.key} at eps={spec.headline:g}; "
+                "list attacks explicitly in the plan"
+            )
+        return out
+    chosen = []
     for entry in spec.attacks:
-        atk = make_attack(entry)
+        focus = entry.get("focus", "all") if isinstance(entry, dict) else "all"
+        atk = make_attack({k: v for k, v in entry.items() if k != "focus"} if isinstance(entry, dict) else entry)
         if not isinstance(entry, Attack):
-            atk = _seeded(atk, seed)
-        atk.check_threat(spec.threat(spec.headline))
+            atk = atk.replace(seed=seed)
+        atk.check_threat(threat)
         if spec.knowledge == "black" and atk.knowledge != "black":
             raise ValueError(f"attack {atk.name!r} needs {atk.knowledge}-box access, but the threat model is black-box")
-        out.append(atk)
-    return out
+        chosen.append(Member(atk, focus))
+    return chosen
+
+
+def cascade_attack(cascade: list[Member], seed: int) -> Attack:
+    """The ``ensemble`` attack that runs ``cascade`` (the one cascade loop of the library)."""
+    from advlab.attacks.ensemble import Ensemble
+
+    specs = [{"name": m.attack.name, **m.attack.params(), "focus": m.focus} for m in cascade]
+    return Ensemble(seed=seed, attacks=specs)
 
 
 def minimal_attack(spec: ThreatSpec, choice: bool | str, seed: int) -> Attack | None:
     """The minimal-norm attack for ``spec`` (``None`` when none is registered or not wanted)."""
     if choice is False or spec.knowledge == "black":
         return None
-    registry = available_attacks()
-    names = [choice] if isinstance(choice, str) else [n for n in MINIMAL_CANDIDATES if n in registry]
-    for name in names:
-        if name not in registry:
-            raise ValueError(f"minimal-norm attack {name!r} is not registered")
-        atk = registry[name](seed=seed)
+    threat = spec.threat(None)
+    if isinstance(choice, str):
+        atk = make_attack(choice).replace(seed=seed)
         if not atk.minimal:
-            raise ValueError(f"attack {name!r} is not a minimal-norm attack")
-        try:
-            atk.check_threat(spec.threat(None))
-        except ValueError:
-            if isinstance(choice, str):
-                raise
-            continue
+            raise ValueError(f"attack {choice!r} is not a minimal-norm attack")
+        atk.check_threat(threat)
         return atk
-    return None
+    found = role_attacks("minimal", threat, seed)
+    return found[0] if found else None
+
+
+def single_step_attack(spec: ThreatSpec, seed: int) -> Attack | None:
+    """The audit's single-step attack for ``spec`` (FGSM when registered)."""
+    found = role_attacks("single-step", spec.threat(spec.headline), seed)
+    return found[0] if found else None
 
 
 def stronger(attack: Attack, factor: int = 4) -> Attack:

@@ -25,12 +25,13 @@ import torch
 from advlab.evaluation.aggregate import Folded
 from advlab.evaluation.audit import ACTIONS, Check
 from advlab.evaluation.ensemble import label
+from advlab.evaluation.stats import clopper_pearson
 from advlab.evaluation.units import Job
 from advlab.models.kinds import input_kind, sequence_shape
 
 __all__ = ["SCHEMA", "EvaluationResult", "build_results", "write_json", "comparable", "environment"]
 
-SCHEMA = "advlab.evaluation/1"
+SCHEMA = "advlab.evaluation/2"
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 TIMING_KEYS = ("seconds", "wall_seconds", "attack_seconds", "created", "environment", "images_per_second")
 
@@ -83,11 +84,14 @@ def _threat_block(job: Job, spec: Any, folds: list[Folded], units: dict[str, Any
             m = y == c
             if m.any():
                 per_class.append({"class": classes[c], "n": int(m.sum()), "robust_accuracy": float(f.robust[m].mean())})
+        robust = int(f.robust.sum())
         results.append(
             {
                 "eps": f.eps,
                 "robust_accuracy": float(f.robust.mean()),
-                "robust": int(f.robust.sum()),
+                "robust": robust,
+                "n": n,
+                "interval": list(clopper_pearson(robust, n)),
                 "raw_robust_accuracy": float(f.raw_robust.mean()) if f.raw_robust is not None else None,
                 "stages": [
                     {
@@ -111,8 +115,8 @@ def _threat_block(job: Job, spec: Any, folds: list[Folded], units: dict[str, Any
         "targeted": spec.targeted,
         "knowledge": spec.knowledge,
         "eps": list(spec.eps),
-        "attacks": [label(a) for a in job.cascades[spec.key]],
-        "attack_params": [{"name": a.name, **a.params()} for a in job.cascades[spec.key]],
+        "attacks": [label(m.attack) for m in job.cascades[spec.key]],
+        "attack_params": [{"name": m.attack.name, **m.attack.params(), "focus": m.focus} for m in job.cascades[spec.key]],
         "results": results,
         "minimal": None,
         "escalation": escalated,
@@ -152,9 +156,7 @@ def _examples(job: Job, spec: Any, fold: Folded, units: dict[str, Any], count: i
     idx = np.asarray(chosen)
     x = job.x[idx]
     x_adv = torch.from_numpy(fold.x_adv[idx])
-    with torch.no_grad():
-        job.model.eval()
-        adv_logits = job.model(x_adv.to(job.device)).float().cpu()
+    adv_logits = torch.from_numpy(fold.adv_logits[idx]).float()  # kept from the run that found x_adv
     clean_p = torch.softmax(torch.from_numpy(clean_logits[idx]).float(), 1).numpy()
     adv_p = torch.softmax(adv_logits, 1).numpy()
     lp = spec.threat(fold.eps).lp
@@ -196,10 +198,7 @@ def _samples(job: Job, units: dict[str, Any], folds: dict[str, list[Folded]]) ->
         for f in folds[spec.key]:
             lp = spec.threat(f.eps).lp
             norm = lp.measure(torch.from_numpy(f.x_adv - x)).numpy()
-            with torch.no_grad():
-                adv_pred = torch.cat(
-                    [job.model(torch.from_numpy(f.x_adv[i : i + 500]).to(job.device)).argmax(1).cpu() for i in range(0, len(x), 500)]
-                ).numpy()
+            adv_pred = f.adv_logits.argmax(1)  # kept from the runs: the model is not called again
             per_eps[repr(f.eps)] = {
                 "robust": [bool(v) for v in f.robust],
                 "broken_by": [f.stages[s].label if s >= 0 else None for s in f.source],
@@ -234,7 +233,7 @@ def _cost(folds: dict[str, list[Folded]], units: dict[str, Any], job: Job, wall:
     batches = range(len(job.batches()))
     probe_fw = sum(int(units[f"probe/b{b}"]["forwards"]) for b in batches)
     probe_bw = sum(int(units[f"probe/b{b}"]["backwards"]) for b in batches)
-    rows["audit probes"] = {"stage": "audit probes", "kind": "audit", "forwards": probe_fw, "backwards": probe_bw, "seconds": 0.0}
+    rows["clean pass and audit probes"] = {"stage": "clean pass and audit probes", "kind": "audit", "forwards": probe_fw, "backwards": probe_bw, "seconds": 0.0}
     for spec in job.plan.threats:
         for b in batches:
             a = units.get(f"audit/{spec.key}/b{b}")
@@ -261,11 +260,14 @@ def _summary(results: dict[str, Any]) -> str:
     head = first["results"][-1]
     n = results["data"]["samples"]
     failed = [c for c in results["audit"]["checks"] if c["verdict"] == "fail"]
+    lo, hi = head["interval"]
     text = (
         f"On {n} {results['data']['name']} {results['data']['split']} samples the model is "
         f"{100 * results['clean_accuracy']:.1f}% accurate; against an adversary allowed {first['threat_model']}, "
-        f"its robust accuracy is {100 * head['robust_accuracy']:.1f}% (worst case per sample over "
-        f"{sum(s['kind'] != 'clean' and s['kind'] != 'carry' for s in head['stages'])} attacks)."
+        f"its robust accuracy is {100 * head['robust_accuracy']:.1f}% (95% interval {100 * lo:.1f}-{100 * hi:.1f}%, "
+        f"n = {head['n']}; worst case per sample over the {len(first['attacks'])} attacks of the cascade"
+        + (" and the audit's" if any(s["kind"] in ("audit", "minimal", "escalation") for s in head["stages"]) else "")
+        + ")."
     )
     if not results["audit"]["checks"]:
         return text + " The audit was not run."
@@ -314,7 +316,7 @@ def build_results(
         "schema": SCHEMA,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "plan": plan.to_dict(),
-        "seeds": {"plan": plan.seed, "attacks": {s.key: [a.seed for a in job.cascades[s.key]] for s in plan.threats}},
+        "seeds": {"plan": plan.seed, "attacks": {s.key: [m.attack.seed for m in job.cascades[s.key]] for s in plan.threats}},
         "environment": environment(job.device, cluster.world),
         "model": {
             "name": model_name,
@@ -324,6 +326,7 @@ def build_results(
         },
         "data": {"name": data_name, "split": split, "samples": job.n, "classes": classes},
         "clean_accuracy": float((clean_pred == y).mean()),
+        "clean_interval": list(clopper_pearson(int((clean_pred == y).sum()), job.n)),
         "threats": [_threat_block(job, s, folds[s.key], units, classes, escalated.get(s.key, [])) for s in plan.threats],
         "audit": {
             "clean": not any(c.verdict == "fail" for c in checks),

@@ -24,7 +24,7 @@ from torch import nn
 from advlab.evaluation.aggregate import Folded, concat_units, fold_all, fold_batch
 from advlab.evaluation.audit import escalation_actions, run_checks
 from advlab.evaluation.distributed import Cluster, cluster_from_env
-from advlab.evaluation.ensemble import blackbox_members, build_cascade, minimal_attack
+from advlab.evaluation.ensemble import build_cascade, minimal_attack, single_step_attack
 from advlab.evaluation.plan import EvaluationPlan, as_plan
 from advlab.evaluation.results import EvaluationResult, build_results, write_json
 from advlab.evaluation.store import Store
@@ -171,11 +171,33 @@ def evaluate(
         out, report = tmp.name, False
     folder = Path(out)
     try:
-        return _run(victim, model_name, x, y, classes, data_name, split, the_plan, folder, cluster, progress or _no_progress, report)
+        with _borrowed(victim, cluster.device):
+            return _run(victim, model_name, x, y, classes, data_name, split, the_plan, folder, cluster, progress or _no_progress, report, time.perf_counter())
     finally:
         cluster.close()
         if tmp is not None:
             tmp.cleanup()
+
+
+@contextlib.contextmanager
+def _borrowed(model: nn.Module, device: torch.device) -> Iterator[nn.Module]:
+    """The caller's model on ``device`` for the run; its device, training flag and
+    ``requires_grad`` flags are as they were afterwards (attacks also freeze it per call)."""
+    params = list(model.parameters()) + list(model.buffers())
+    where = params[0].device if params else None
+    was_training = model.training
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    moved = where is not None and where != device
+    if moved:
+        model.to(device)
+    try:
+        yield model
+    finally:
+        if moved:
+            model.to(where)
+        model.train(was_training)
+        for p, flag in flags:
+            p.requires_grad_(flag)
 
 
 def _run(
@@ -191,9 +213,8 @@ def _run(
     cluster: Cluster,
     progress: Progress,
     report: bool,
+    started: float,
 ) -> EvaluationResult:
-    started = time.perf_counter()
-    model = model.to(cluster.device)
     identity = {"plan": plan.fingerprint(), "model": model_hash(model), "data": _hash_tensors(x, y)}
     store = Store(folder, identity, rank=cluster.rank)
     cascades = {s.key: build_cascade(s, plan.seed) for s in plan.threats}
@@ -205,8 +226,7 @@ def _run(
         device=cluster.device,
         cascades=cascades,
         minimal={s.key: minimal_attack(s, plan.minimal, plan.seed) for s in plan.threats},
-        fgsm=_fgsm(plan.seed),
-        blackbox={s.key: blackbox_members(s, plan.seed) for s in plan.threats},
+        single_step={s.key: single_step_attack(s, plan.seed) for s in plan.threats},
     )
     batches = range(len(job.batches()))
     mine = [b for b in batches if cluster.owns(b)]
@@ -318,13 +338,6 @@ def _fold(job: Job, spec: Any, b: int, units: dict[str, dict[str, Any]], escalat
         units.get(f"audit/{spec.key}/b{b}"),
         escalation,
     )
-
-
-def _fgsm(seed: int) -> Any:
-    from advlab.attacks.registry import available_attacks
-
-    cls = available_attacks().get("fgsm")
-    return cls(seed=seed) if cls is not None else None
 
 
 __all__ += ["model_hash"]

@@ -8,7 +8,6 @@ Every unit returns a flat dict of NumPy arrays and JSON values (see :mod:`.store
 from __future__ import annotations
 
 import hashlib
-import inspect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,15 +18,15 @@ import torch
 from torch import Tensor, nn
 
 from advlab.attacks.base import Attack, choose_targets
-from advlab.evaluation.ensemble import declares_adaptive, label
+from advlab.attacks.cascade import FOCUS_MARGIN, Member
+from advlab.evaluation.ensemble import cascade_attack, declares_adaptive, label
 from advlab.evaluation.plan import EvaluationPlan, ThreatSpec
 from advlab.losses import cross_entropy, margin
-from advlab.result import AttackResult
 from advlab.rng import CounterRNG
 from advlab.threat import ThreatModel
 from advlab.victim import frozen
 
-__all__ = ["Job", "call_attack", "run_cascade", "probe_unit", "main_unit", "minimal_unit", "audit_unit", "unit_seed"]
+__all__ = ["Job", "cascade_run", "probe_unit", "main_unit", "minimal_unit", "audit_unit", "unit_seed"]
 
 ROBUST = -2  # broken_by code: still robust
 CLEAN = -1  # broken_by code: misclassified without attack
@@ -42,10 +41,9 @@ class Job:
     y: Tensor
     plan: EvaluationPlan
     device: torch.device
-    cascades: dict[str, list[Attack]]
+    cascades: dict[str, list[Member]]
     minimal: dict[str, Attack | None]
-    fgsm: Attack | None = None
-    blackbox: dict[str, list[Attack]] = field(default_factory=dict)
+    single_step: dict[str, Attack | None] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -80,27 +78,6 @@ def reseed(model: nn.Module, seed: int) -> None:
             fn(seed)
 
 
-def _supports_adaptive(atk: Attack) -> bool:
-    return "adaptive" in inspect.signature(type(atk).__call__).parameters
-
-
-def call_attack(
-    atk: Attack,
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    threat: ThreatModel,
-    targets: Tensor | None,
-    adaptive: bool,
-    device: torch.device,
-) -> AttackResult:
-    """Run one attack on one (sub)batch, adaptive or naive when the library supports both."""
-    kwargs: dict[str, Any] = {}
-    if _supports_adaptive(atk):
-        kwargs["adaptive"] = adaptive
-    return atk(model, x, y, threat, targets=targets if threat.targeted else None, batch_size=None, device=device, **kwargs)
-
-
 def _logits(model: nn.Module, x: Tensor) -> Tensor:
     with frozen(model), torch.no_grad():
         return model(x).float()
@@ -113,49 +90,79 @@ def targets_for(job: Job, spec: ThreatSpec, logits: Tensor, y: Tensor, index: Te
     return choose_targets("random", logits, y, index, job.plan.seed)
 
 
-def run_cascade(
-    attacks: Sequence[Attack],
+def cascade_run(
+    job: Job,
+    cascade: Sequence[Member | Attack],
     model: nn.Module,
     x: Tensor,
     y: Tensor,
     targets: Tensor | None,
     threat: ThreatModel,
-    robust: Tensor,
+    active: Tensor,
     adaptive: bool,
-    device: torch.device,
+    clean_logits: Tensor,
     verify: nn.Module | None = None,
 ) -> dict[str, Any]:
-    """Each attack only on the samples the previous ones left robust (AutoAttack's cascade).
+    """One cascade (the ``ensemble`` attack, :func:`advlab.attacks.cascade.run_cascade`) on the
+    ``active`` samples of a batch, as a unit payload over the whole batch.
 
-    ``verify`` (default ``model``) is the model that judges success; it differs from ``model``
-    when the attack differentiates a wrapper (EOT, log-probabilities).
+    ``broken_by`` holds the member that broke each sample (``ROBUST`` for none); ``forwards``,
+    ``backwards`` and ``seconds`` the members' costs, the first member's including the
+    library's clean and verification passes (one row per attacked sample each, plus one per
+    sample when ``verify`` -- the deployed model, when the attack differentiates a wrapper --
+    judges success).  ``adv_logits`` are the deployed model's logits at ``x_adv`` (the clean
+    logits where nothing was found), so no later step needs to run the model again.
     """
-    robust = robust.clone()
-    b = x.shape[0]
-    broken_by = np.full(b, ROBUST, dtype=np.int64)
+    chain = [c if isinstance(c, Member) else Member(c) for c in cascade]
+    m = len(chain)
+    n = x.shape[0]
+    broken_by = np.full(n, ROBUST, dtype=np.int64)
     x_adv = x.clone()
-    fw = np.zeros(len(attacks), dtype=np.int64)
-    bw = np.zeros(len(attacks), dtype=np.int64)
-    sec = np.zeros(len(attacks), dtype=np.float64)
-    judge = verify if verify is not None else model
-    for k, atk in enumerate(attacks):
-        idx = robust.nonzero().squeeze(1)
-        if idx.numel() == 0:
-            continue
-        tg = targets[idx] if targets is not None else None
-        res = call_attack(atk, model, x[idx], y[idx], threat, tg, adaptive, device)
+    adv_logits = clean_logits.clone().float()
+    margin = np.full(n, np.inf)
+    fw = np.zeros(m, dtype=np.int64)
+    bw = np.zeros(m, dtype=np.int64)
+    sec = np.zeros(m, dtype=np.float64)
+    idx = active.nonzero().squeeze(1)
+    if idx.numel() and m:
+        single = m == 1 and chain[0].focus == "all"
+        atk = chain[0].attack if single else cascade_attack(chain, job.plan.seed)
+        tg = targets[idx] if targets is not None and threat.targeted else None
+        res = atk(model, x[idx], y[idx], threat, targets=tg, batch_size=None, device=job.device, adaptive=adaptive)
         ok = res.success
+        logits = res.adv_logits if res.adv_logits is not None else _logits(model, res.x_adv)
+        overhead = 2 * int(idx.numel())
         if verify is not None:
-            pred = _logits(judge, res.x_adv).argmax(1)
+            logits = _logits(verify, res.x_adv)
+            overhead += int(idx.numel())
+            pred = logits.argmax(1)
             ok = ok & ((pred == tg) if tg is not None else (pred != y[idx]))
+        if single:
+            member = torch.zeros(len(idx), dtype=torch.long, device=ok.device)
+            fw[0], bw[0], sec[0] = int(res.forwards.sum()), int(res.backwards.sum()), res.seconds
+        else:
+            tr = res.trace
+            ran = tr["member_forwards"] > 0
+            last = (ran * torch.arange(1, m + 1, device=ran.device)).amax(1) - 1
+            member = torch.where(tr["broken_by"] >= 0, tr["broken_by"], last.clamp_min(0))
+            fw[:] = _np(tr["member_forwards"].sum(0))
+            bw[:] = _np(tr["member_backwards"].sum(0))
+            sec[:] = _np(tr["member_seconds"].sum(0))
+            margin[_np(idx)] = _np(tr["margin"].float())
+        fw[0] += overhead
         hit = idx[ok]
-        broken_by[hit.cpu().numpy()] = k
+        broken_by[_np(hit)] = _np(member[ok])
         x_adv[hit] = res.x_adv[ok].to(x_adv.dtype)
-        robust[hit] = False
-        fw[k] = int(res.forwards.sum())
-        bw[k] = int(res.backwards.sum())
-        sec[k] = res.seconds
-    return {"broken_by": broken_by, "x_adv": x_adv, "forwards": fw, "backwards": bw, "seconds": sec}
+        adv_logits[hit] = logits[ok].float()
+    return {
+        "broken_by": broken_by,
+        "x_adv": x_adv,
+        "adv_logits": _np(adv_logits).astype(np.float32),
+        "margin": margin,
+        "forwards": fw,
+        "backwards": bw,
+        "seconds": sec,
+    }
 
 
 def _np(t: Tensor) -> np.ndarray:
@@ -165,38 +172,36 @@ def _np(t: Tensor) -> np.ndarray:
 def probe_unit(job: Job, b: int) -> dict[str, Any]:
     """Clean predictions and the cheap audit probes of the deployed model on one batch:
     randomness, probabilities at the output, zero or non-finite gradients, shattered
-    (piecewise-constant) gradients.  The model is probed as deployed, never adapted."""
+    (piecewise-constant) gradients.  The model is probed as deployed, never adapted.
+
+    Cost, exactly: three forward passes per sample (the clean input without and with the
+    autograd graph -- their difference reveals randomness --, and a random point of the ball)
+    and three backward passes (cross-entropy and margin at the clean input, cross-entropy at
+    the random point)."""
     x, y, index = job.batch(b)
     model = job.model
     spec = job.plan.threats[0]
     first = _logits(model, x)
-    second = _logits(model, x)
+    threat = spec.threat(spec.headline)
+    start = threat.random_start(x, CounterRNG(job.plan.seed), index, stream=424_242)
+    with frozen(model), torch.enable_grad():
+        p = x.detach().clone().requires_grad_(True)
+        second = model(p).float()
+        ce, m0 = cross_entropy(second, y), margin(second, y)
+        g_ce = _grad(ce, p, retain=True)
+        g_margin = _grad(m0, p, retain=False)
+        q = start.detach().clone().requires_grad_(True)
+        at_start = model(q).float()
+        g_ce_random = _grad(cross_entropy(at_start, y), q, retain=False)
+    second, at_start = second.detach(), at_start.detach()
     scale = first.abs().amax(1).clamp_min(1.0)
     random_output = ((first - second).abs().amax(1) > 1e-5 * scale) | (first.argmax(1) != second.argmax(1))
     probs = (first >= -1e-6).all(1) & (first <= 1 + 1e-6).all(1) & ((first.sum(1) - 1).abs() < 1e-3)
-
-    def grad(point: Tensor, loss: Any) -> tuple[Tensor, Tensor]:
-        with frozen(model), torch.enable_grad():
-            p = point.detach().clone().requires_grad_(True)
-            out = model(p)
-            value = loss(out.float(), y)
-            if value.requires_grad:
-                (g,) = torch.autograd.grad(value.sum(), p, allow_unused=True)
-            else:
-                g = None
-        g = torch.zeros_like(p) if g is None else g
-        return value.detach(), g.detach().flatten(1)
-
-    _, g_ce = grad(x, cross_entropy)
-    threat = spec.threat(spec.headline)
-    rng = CounterRNG(job.plan.seed)
-    start = threat.random_start(x, rng, index, stream=424_242)
-    _, g_ce_random = grad(start, cross_entropy)
-    m0, g_margin = grad(x, margin)
-    with torch.no_grad():
-        m1 = margin(_logits(model, start), y)
+    m0 = m0.detach()
+    m1 = margin(at_start, y)
     changes = (m1 - m0).abs() > 1e-6 * m0.abs().clamp_min(1.0)
     g_margin_zero = g_margin.abs().amax(1) == 0
+    rows = int(x.shape[0])
     return {
         "clean_logits": _np(first),
         "clean_pred": _np(first.argmax(1)),
@@ -207,30 +212,35 @@ def probe_unit(job: Job, b: int) -> dict[str, Any]:
         "grad_zero_random": _np(g_ce_random.abs().amax(1) == 0),
         "margin_grad_zero": _np(g_margin_zero),
         "shattered": _np(g_margin_zero & changes),
-        "forwards": 5 * int(x.shape[0]),
-        "backwards": 3 * int(x.shape[0]),
+        "forwards": 3 * rows,
+        "backwards": 3 * rows,
     }
 
 
-def clean_state(job: Job, probe: dict[str, Any], b: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _grad(value: Tensor, point: Tensor, retain: bool) -> Tensor:
+    """The gradient of ``value.sum()`` at ``point``, flattened per sample (zeros where the
+    model cut the graph)."""
+    g = None
+    if value.requires_grad:
+        (g,) = torch.autograd.grad(value.sum(), point, retain_graph=retain, allow_unused=True)
+    return (torch.zeros_like(point) if g is None else g).detach().flatten(1)
+
+
+def clean_state(job: Job, probe: dict[str, Any], b: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """A batch's inputs, labels, global indices, clean-correct mask and clean logits."""
     x, y, index = job.batch(b)
-    clean_pred = torch.as_tensor(probe["clean_pred"], device=job.device)
-    return x, y, index, clean_pred == y
+    logits = torch.as_tensor(probe["clean_logits"], device=job.device)
+    return x, y, index, logits.argmax(1) == y, logits
 
 
 def main_unit(job: Job, spec: ThreatSpec, eps: float, b: int, probe: dict[str, Any]) -> dict[str, Any]:
     """The plan's cascade at one budget on one batch (independently of other budgets)."""
-    x, y, index, correct = clean_state(job, probe, b)
-    logits = torch.as_tensor(probe["clean_logits"], device=job.device)
+    x, y, index, correct, logits = clean_state(job, probe, b)
     targets = targets_for(job, spec, logits, y, index)
-    out = run_cascade(job.cascades[spec.key], job.model, x, y, targets, spec.threat(eps), correct, job.plan.adaptive, job.device)
-    out["broken_by"][~probe_correct(probe, y)] = CLEAN
+    out = cascade_run(job, job.cascades[spec.key], job.model, x, y, targets, spec.threat(eps), correct, job.plan.adaptive, logits)
+    out["broken_by"][~_np(correct)] = CLEAN
     out["x_adv"] = _np(out["x_adv"]).astype(np.float32)
     return out
-
-
-def probe_correct(probe: dict[str, Any], y: Tensor) -> np.ndarray:
-    return np.asarray(probe["clean_pred"]) == _np(y)
 
 
 def minimal_unit(job: Job, spec: ThreatSpec, b: int, probe: dict[str, Any]) -> dict[str, Any]:
@@ -238,17 +248,18 @@ def minimal_unit(job: Job, spec: ThreatSpec, b: int, probe: dict[str, Any]) -> d
     ``0`` for samples misclassified without attack)."""
     atk = job.minimal[spec.key]
     assert atk is not None
-    x, y, index, correct = clean_state(job, probe, b)
-    logits = torch.as_tensor(probe["clean_logits"], device=job.device)
+    x, y, index, correct, logits = clean_state(job, probe, b)
     targets = targets_for(job, spec, logits, y, index)
-    res = call_attack(atk, job.model, x, y, spec.threat(None), targets, job.plan.adaptive, job.device)
+    res = atk(job.model, x, y, spec.threat(None), targets=targets, batch_size=None, device=job.device, adaptive=job.plan.adaptive)
     norm = res.norms[spec.norm].float()
     value = torch.where(res.success, norm, torch.full_like(norm, math.inf))
     value = torch.where(correct, value, torch.zeros_like(value))
+    assert res.adv_logits is not None
     return {
         "min_norm": _np(value).astype(np.float64),
         "x_adv": _np(res.x_adv).astype(np.float32),
-        "forwards": int(res.forwards.sum()),
+        "adv_logits": _np(torch.where(res.success[:, None], res.adv_logits, logits.float())).astype(np.float32),
+        "forwards": int(res.forwards.sum()) + 2 * int(x.shape[0]),
         "backwards": int(res.backwards.sum()),
         "seconds": res.seconds,
         "attack": label(atk),
@@ -264,79 +275,86 @@ def unbounded_eps(threat: ThreatModel, x: Tensor) -> float:
 
 def audit_unit(job: Job, spec: ThreatSpec, b: int, probe: dict[str, Any], mains: list[dict[str, Any]]) -> dict[str, Any]:
     """The audit's attacks on one batch: single-step at every budget, an unbounded attack,
-    a black-box attack and a stronger run on the samples the cascade left robust, and a
-    naive (non-adaptive) attack on a model that declares an adaptive form."""
-    x, y, index, correct = clean_state(job, probe, b)
-    logits = torch.as_tensor(probe["clean_logits"], device=job.device)
+    a black-box attack (unless the cascade has one) and a run with more restarts on the
+    samples the cascade left robust *and* near the boundary (the others kept most of their
+    clean margin: more effort is spent where it can change the verdict), and a naive
+    (non-adaptive) attack on a model that declares an adaptive form."""
+    x, y, index, correct, logits = clean_state(job, probe, b)
     targets = targets_for(job, spec, logits, y, index)
-    cascade = job.cascades[spec.key]
+    cascade = [m.attack for m in job.cascades[spec.key]]
     adaptive = job.plan.adaptive
     out: dict[str, Any] = {"runs": {}}
+
+    def run(attacks: Sequence[Attack], threat: ThreatModel, active: Tensor, adapt: bool = adaptive) -> dict[str, Any]:
+        return cascade_run(job, attacks, job.model, x, y, targets, threat, active, adapt, logits)
 
     def record(name: str, res: dict[str, Any]) -> None:
         out["runs"][name] = {"forwards": int(res["forwards"].sum()), "backwards": int(res["backwards"].sum()), "seconds": float(res["seconds"].sum())}
 
     # robust after the cascade, with smaller budgets' successes carried over
     robust_main = correct.clone()
-    robust_by_eps = []
     for m in mains:
         robust_main &= torch.as_tensor(m["broken_by"] == ROBUST, device=job.device)
-        robust_by_eps.append(robust_main.clone())
+    robust_head = robust_main
 
-    if job.fgsm is not None and spec.knowledge == "white":
+    single = job.single_step.get(spec.key)
+    if single is not None and spec.knowledge == "white":
         broken = np.zeros((len(x), len(spec.eps)), dtype=bool)
-        xs = []
+        xs, ls = [], []
         for k, eps in enumerate(spec.eps):
-            res = run_cascade([job.fgsm], job.model, x, y, targets, spec.threat(eps), correct, adaptive, job.device)
+            res = run([single], spec.threat(eps), correct)
             broken[:, k] = res["broken_by"] == 0
             xs.append(_np(res["x_adv"]).astype(np.float32))
+            ls.append(res["adv_logits"])
             record(f"fgsm@{eps:g}", res)
         out["fgsm_broken"] = broken
         out["fgsm_x_adv"] = np.stack(xs, axis=1)
-        out["fgsm_attack"] = label(job.fgsm)
+        out["fgsm_adv_logits"] = np.stack(ls, axis=1)
+        out["fgsm_attack"] = label(single)
 
     white = [a for a in cascade if a.knowledge != "black" and a.uses_gradients] if spec.knowledge == "white" else []
     first = white[0] if white else cascade[0]
     headline = spec.threat(spec.headline)
     unb = spec.threat(unbounded_eps(headline, x))
-    res = run_cascade([first], job.model, x, y, targets, unb, correct, adaptive, job.device)
+    res = run([first], unb, correct)
     out["unbounded_success"] = (res["broken_by"] == 0) | ~_np(correct)
     out["unbounded_eps"] = unb.eps
     record("unbounded", res)
 
-    robust_head = robust_by_eps[-1]
-    if spec.knowledge == "white":
-        bb = job.blackbox.get(spec.key, [])
-        bb = [a for a in bb if all(a != c for c in cascade)]
+    def keep(name: str, atk: Attack, res: dict[str, Any]) -> None:
+        out[f"{name}_broken"] = res["broken_by"] == 0
+        out[f"{name}_x_adv"] = _np(res["x_adv"]).astype(np.float32)
+        out[f"{name}_adv_logits"] = res["adv_logits"]
+        out[f"{name}_attack"] = label(atk)
+        record(name, res)
+
+    if spec.knowledge == "white" and not any(a.knowledge == "black" for a in cascade):
+        from advlab.evaluation.ensemble import blackbox_members
+
+        bb = blackbox_members(spec, job.plan.seed)
         if bb:
-            res = run_cascade(bb[:1], job.model, x, y, targets, headline, robust_head, adaptive, job.device)
-            out["blackbox_broken"] = res["broken_by"] == 0
-            out["blackbox_x_adv"] = _np(res["x_adv"]).astype(np.float32)
-            out["blackbox_attack"] = label(bb[0])
-            record("blackbox", res)
+            keep("blackbox", bb[0], run(bb[:1], headline, robust_head))
 
     from advlab.evaluation.ensemble import stronger
 
     strong = stronger(first)
-    res = run_cascade([strong], job.model, x, y, targets, headline, robust_head, adaptive, job.device)
-    out["convergence_broken"] = res["broken_by"] == 0
-    out["convergence_x_adv"] = _np(res["x_adv"]).astype(np.float32)
-    out["convergence_attack"] = label(strong)
-    record("convergence", res)
+    near = robust_head & torch.as_tensor(mains[-1]["margin"] <= FOCUS_MARGIN, device=job.device)
+    keep("convergence", strong, run([strong], headline, near))
+    out["convergence_tried"] = _np(near)
 
-    if adaptive and job.declares_adaptive and white and _supports_adaptive(first):
-        res = run_cascade([first], job.model, x, y, targets, headline, correct, False, job.device)
+    if adaptive and job.declares_adaptive and white and first.supports_adaptive:
+        res = run([first], headline, correct, False)
         out["naive_robust"] = (res["broken_by"] == ROBUST) & _np(correct)
         out["naive_attack"] = label(first)
         record("naive", res)
     return out
 
 
-def escalation_plan(job: Job, spec: ThreatSpec, actions: Sequence[str]) -> tuple[list[Attack], nn.Module | None, bool]:
-    """The attacks, the model wrapper and the adaptive flag an escalation runs with."""
+def escalation_plan(job: Job, spec: ThreatSpec, actions: Sequence[str]) -> tuple[list[Member], nn.Module | None, bool]:
+    """The cascade, the model wrapper and the adaptive flag an escalation runs with."""
     from advlab.evaluation.ensemble import LogOutput, blackbox_members, eot, stronger
 
-    cascade = job.cascades[spec.key]
+    cascade = [m.attack for m in job.cascades[spec.key]]
     white = [a for a in cascade if a.knowledge != "black"] if spec.knowledge == "white" else []
     attacks: list[Attack] = []
     if white and any(a in actions for a in ("adaptive", "logits", "eot")):
@@ -350,19 +368,19 @@ def escalation_plan(job: Job, spec: ThreatSpec, actions: Sequence[str]) -> tuple
         wrapper = LogOutput(job.model)
     if "eot" in actions:
         wrapper = eot(wrapper if wrapper is not None else job.model)
-    return attacks, wrapper, job.plan.adaptive or "adaptive" in actions
+    return [Member(a) for a in attacks], wrapper, job.plan.adaptive or "adaptive" in actions
 
 
 def escalation_unit(job: Job, spec: ThreatSpec, b: int, probe: dict[str, Any], robust_before: list[np.ndarray], actions: Sequence[str]) -> dict[str, Any]:
     """The escalation's cascade at every budget on the samples still robust (successes at a
     smaller budget carried over), judged on the deployed model."""
-    x, y, index, _ = clean_state(job, probe, b)
-    logits = torch.as_tensor(probe["clean_logits"], device=job.device)
+    x, y, index, _, logits = clean_state(job, probe, b)
     targets = targets_for(job, spec, logits, y, index)
     attacks, wrapper, adaptive = escalation_plan(job, spec, actions)
     e, m = len(spec.eps), len(attacks)
     broken_by = np.full((len(x), e), ROBUST, dtype=np.int64)
     x_adv = np.repeat(_np(x).astype(np.float32)[:, None], e, axis=1)
+    adv_logits = np.repeat(_np(logits).astype(np.float32)[:, None], e, axis=1)
     fw = np.zeros((e, m), dtype=np.int64)
     bw = np.zeros((e, m), dtype=np.int64)
     sec = np.zeros((e, m), dtype=np.float64)
@@ -370,9 +388,13 @@ def escalation_unit(job: Job, spec: ThreatSpec, b: int, probe: dict[str, Any], r
     for k, eps in enumerate(spec.eps):
         mask = torch.as_tensor(robust_before[k] & ~carried, device=job.device)
         model = wrapper if wrapper is not None else job.model
-        res = run_cascade(attacks, model, x, y, targets, spec.threat(eps), mask, adaptive, job.device, verify=job.model if wrapper is not None else None)
+        res = cascade_run(job, attacks, model, x, y, targets, spec.threat(eps), mask, adaptive, logits, verify=job.model if wrapper is not None else None)
         broken_by[:, k] = res["broken_by"]
         x_adv[:, k] = _np(res["x_adv"]).astype(np.float32)
+        adv_logits[:, k] = res["adv_logits"]
         fw[k], bw[k], sec[k] = res["forwards"], res["backwards"], res["seconds"]
         carried |= res["broken_by"] != ROBUST
-    return {"broken_by": broken_by, "x_adv": x_adv, "forwards": fw, "backwards": bw, "seconds": sec, "labels": [label(a) for a in attacks], "actions": list(actions)}
+    return {
+        "broken_by": broken_by, "x_adv": x_adv, "adv_logits": adv_logits, "forwards": fw, "backwards": bw, "seconds": sec,
+        "labels": [label(a.attack) for a in attacks], "actions": list(actions),
+    }

@@ -93,6 +93,7 @@ class BlackBoxAttack(Attack):
 
     knowledge: ClassVar[str] = "black"
     uses_gradients: ClassVar[bool] = False
+    cost_per_step: ClassVar[tuple[int, int]] = (1, 0)
     output: ClassVar[str] = "scores"
 
     max_queries: int = 1000

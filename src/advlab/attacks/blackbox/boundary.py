@@ -7,6 +7,7 @@ Black-Box Machine Learning Models", ICLR 2018, arXiv:1712.04248.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -14,6 +15,7 @@ from torch import Tensor
 from advlab.attacks.base import Batch
 from advlab.attacks.blackbox._decision import decide, starting_points
 from advlab.attacks.blackbox.base import BlackBoxAttack, bulk_noise
+from advlab.attacks.metadata import Role
 from advlab.attacks.registry import register
 from advlab.blackbox import BlackBox
 from advlab.rng import CounterRNG
@@ -67,6 +69,7 @@ class Boundary(BlackBoxAttack):
     """
 
     name = "boundary"
+    roles: ClassVar[tuple[Role, ...]] = (Role("black-box", 40),)
     norms = ("l2",)
     paper = "Brendel et al. 2018, Decision-Based Adversarial Attacks: Reliable Attacks Against Black-Box Machine Learning Models, arXiv:1712.04248"
     family = "decision-based"

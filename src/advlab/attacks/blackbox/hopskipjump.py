@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -16,6 +17,7 @@ from torch import Tensor
 from advlab.attacks.base import Batch
 from advlab.attacks.blackbox._decision import decide, starting_points
 from advlab.attacks.blackbox.base import BlackBoxAttack, bulk_noise
+from advlab.attacks.metadata import Role
 from advlab.attacks.registry import register
 from advlab.blackbox import BlackBox
 from advlab.rng import CounterRNG
@@ -57,6 +59,7 @@ class HopSkipJump(BlackBoxAttack):
     """
 
     name = "hopskipjump"
+    roles: ClassVar[tuple[Role, ...]] = (Role("black-box", 50), Role("playground", 160))
     norms = ("l2", "linf")
     paper = "Chen et al. 2020, HopSkipJumpAttack: A Query-Efficient Decision-Based Attack, arXiv:1904.02144"
     family = "decision-based"

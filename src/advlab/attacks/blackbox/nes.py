@@ -7,12 +7,14 @@ Information", ICML 2018, arXiv:1804.08598.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from advlab.attacks.base import Batch
 from advlab.attacks.blackbox.base import BlackBoxAttack, bulk_noise, score_loss
+from advlab.attacks.metadata import Role
 from advlab.attacks.registry import register
 from advlab.blackbox import BlackBox
 from advlab.losses import is_adversarial
@@ -78,6 +80,7 @@ class NES(BlackBoxAttack):
     """
 
     name = "nes"
+    roles: ClassVar[tuple[Role, ...]] = (Role("black-box", 30),)
     norms = ("linf", "l2")
     paper = "Ilyas et al. 2018, Black-box Adversarial Attacks with Limited Queries and Information, arXiv:1804.08598"
     family = "score-based"

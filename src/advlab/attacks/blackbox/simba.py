@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from advlab.attacks.base import AttackError, Batch
 from advlab.attacks.blackbox.base import BlackBoxAttack
+from advlab.attacks.metadata import Role
 from advlab.attacks.registry import register
 from advlab.blackbox import BlackBox
 from advlab.losses import is_adversarial
@@ -74,6 +76,7 @@ class SimBA(BlackBoxAttack):
     """
 
     name = "simba"
+    roles: ClassVar[tuple[Role, ...]] = (Role("black-box", 20), Role("playground", 150))
     norms = ("l2", "linf")
     paper = "Guo et al. 2019, Simple Black-box Adversarial Attacks, arXiv:1905.07121"
     family = "score-based"

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from advlab.attacks.base import AttackError, Batch
 from advlab.attacks.blackbox.base import BlackBoxAttack, score_loss
+from advlab.attacks.metadata import Role
 from advlab.attacks.registry import register
 from advlab.blackbox import BlackBox
 from advlab.losses import is_adversarial
@@ -103,6 +105,7 @@ class Square(BlackBoxAttack):
     """
 
     name = "square"
+    roles: ClassVar[tuple[Role, ...]] = (Role("cascade", 40, focus="uncertain"), Role("black-box", 10), Role("playground", 140))
     norms = ("linf", "l2")
     paper = "Andriushchenko et al. 2020, Square Attack: a query-efficient black-box adversarial attack via random search, arXiv:1912.00049"
     family = "score-based"
