@@ -365,3 +365,25 @@ def test_every_pass_is_counted_exactly_and_the_model_is_left_as_it_was(seed_mlp,
     head = result.data["threats"][0]["results"][-1]
     lo, hi = head["interval"]
     assert head["n"] == 8 and lo <= head["robust_accuracy"] <= hi and "95% interval" in result.summary
+
+
+class Centered(nn.Module):
+    """The seed MLP on inputs in [-1, 1]."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model((x + 1) / 2)
+
+
+def test_the_threat_models_box_is_used_everywhere(seed_mlp, mnist, tmp_path):
+    x, y = mnist.x_test[:8] * 2 - 1, mnist.y_test[:8]
+    plan = EvaluationPlan(threats=(ThreatSpec("linf", (0.2,), attacks=[TinyPGD()], box=(-1.0, 1.0)),), samples=8, batch_size=4,
+                          minimal=False, examples=2, escalate=False)
+    result = advlab.evaluate(Centered(seed_mlp), (x, y), plan, out=tmp_path, report=False)
+    assert result.check("unbounded")["numbers"]["eps"] == 2.0  # the whole [-1, 1] box
+    assert result.robust_accuracy(0.2) < result.clean_accuracy
+    with pytest.raises(advlab.InputError):
+        advlab.evaluate(Centered(seed_mlp), (x, y), plan.replace(threats=(ThreatSpec("linf", (0.2,), attacks=[TinyPGD()]),)), out=tmp_path / "b")

@@ -67,11 +67,12 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
                     eps=tuple(float(e) for e in eps.split(",")) if eps else base.eps,
                     targeted=base.targeted,
                     knowledge=base.knowledge,
+                    box=base.box,
                     attacks=tuple(a.strip() for a in attacks.split(",")) if attacks else base.attacks,
                 )
                 the_plan = the_plan.replace(threats=(spec,))
             rank = int(os.environ.get("RANK", "0"))
-            bar = progress_bar if rank == 0 else None
+            bar = _progress() if rank == 0 else None
             result = run(model, data, the_plan, out=out, device=device, progress=bar, report=report)
             if rank == 0:
                 _print(result, out)
@@ -86,6 +87,25 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
             result = EvaluationResult.load(run_dir)
             path = render_report(result.data, run_dir)
             console().print(f"[green]wrote[/] {path}")
+
+
+def _progress():  # type: ignore[no-untyped-def]
+    """A bar with an ETA on a terminal; plain ``advlab.progress`` lines on stderr otherwise
+    (a CI log shows how far the run is)."""
+    import logging
+    import sys
+
+    from advlab.evaluation.progress import default_progress, log_progress
+
+    chosen = default_progress()
+    if chosen is log_progress:
+        logger = logging.getLogger("advlab.progress")
+        if not logger.handlers:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+            logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    return chosen
 
 
 def _graph_overrides(options: dict, **image: object) -> dict:

@@ -51,6 +51,9 @@ class ThreatSpec:
         ``"auto"`` (the strongest ensemble the registry offers for this threat model and
         knowledge) or a list of attack names / ``{"name": ..., **params}`` / instances, run as
         a cascade: each attack only on the samples the previous ones left robust.
+    box:
+        The valid input range ``(low, high)``; every input must lie in it and every attack
+        stays in it.
     """
 
     norm: str = "linf"
@@ -58,6 +61,7 @@ class ThreatSpec:
     targeted: bool = False
     knowledge: str = "white"
     attacks: Any = "auto"
+    box: tuple[float, float] = (0.0, 1.0)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "norm", canonical_norm(self.norm))
@@ -81,9 +85,10 @@ class ThreatSpec:
         if not (attacks == "auto" or isinstance(attacks, tuple) and attacks):
             raise ValueError(f"attacks must be 'auto' or a non-empty list, got {self.attacks!r}")
         object.__setattr__(self, "attacks", attacks)
+        object.__setattr__(self, "box", ThreatModel(self.norm, box=tuple(self.box)).box)  # type: ignore[arg-type]
 
     def threat(self, eps: float | None) -> ThreatModel:
-        return ThreatModel(self.norm, eps=eps, targeted=self.targeted, knowledge=self.knowledge)
+        return ThreatModel(self.norm, eps=eps, targeted=self.targeted, knowledge=self.knowledge, box=self.box)
 
     @property
     def headline(self) -> float:
@@ -101,6 +106,7 @@ class ThreatSpec:
             "targeted": self.targeted,
             "knowledge": self.knowledge,
             "attacks": self.attacks if self.attacks == "auto" else [_attack_to_json(a) for a in self.attacks],
+            "box": list(self.box),
         }
 
 
@@ -195,7 +201,7 @@ class EvaluationPlan:
                 if isinstance(t, ThreatSpec):
                     specs.append(t)
                     continue
-                unknown_t = set(t) - {"norm", "eps", "targeted", "knowledge", "attacks"}
+                unknown_t = set(t) - {"norm", "eps", "targeted", "knowledge", "attacks", "box"}
                 if unknown_t:
                     raise ValueError(f"unknown threat field(s): {sorted(unknown_t)}")
                 specs.append(ThreatSpec(**t))

@@ -29,13 +29,13 @@ def _api() -> Any:
 def _png(fig: Any) -> bytes:
     from advlab.report import to_png
 
-    return to_png(fig)
+    return to_png(fig, tight=False)  # every figure here lays itself out: one draw each
 
 
-def _figure(w: float, h: float) -> Any:
+def _figure(w: float, h: float, layout: Any = "constrained") -> Any:
     from matplotlib.figure import Figure as MplFigure
 
-    return MplFigure(figsize=(w, h), layout="constrained")
+    return MplFigure(figsize=(w, h), layout=layout)
 
 
 def _pct(v: float | None) -> str:
@@ -186,12 +186,16 @@ def examples_figure(api: Any, examples: list[dict[str, Any]], classes: list[str]
     if kind not in _DRAW:
         raise ValueError(f"cannot draw examples of input kind {kind!r}")
     rows = len(examples)
+    # a fixed grid rather than a constrained layout: the solver's cost grows with the number
+    # of axes (four per example), and it dominated the report's rendering time
     if kind == "image":
-        fig = _figure(8.6, 1.55 * rows + 0.2)
-        grid = fig.add_gridspec(rows, 4, width_ratios=[1, 1, 1, 2.2])
+        height = 1.55 * rows + 0.2
+        fig = _figure(8.6, height, None)
+        grid = fig.add_gridspec(rows, 4, width_ratios=[1, 1, 1, 2.2], left=0.02, right=0.98, top=1 - 0.3 / height, bottom=0.25 / height, hspace=0.45, wspace=0.15)
     else:
-        fig = _figure(10.5, 2.0 * rows + 0.2)
-        grid = fig.add_gridspec(rows, 4, width_ratios=[1, 1, 1, 1.5])
+        height = 2.0 * rows + 0.2
+        fig = _figure(10.5, height, None)
+        grid = fig.add_gridspec(rows, 4, width_ratios=[1, 1, 1, 1.5], left=0.05, right=0.98, top=1 - 0.3 / height, bottom=0.35 / height, hspace=0.6, wspace=0.3)
     for i, ex in enumerate(examples):
         x = np.asarray(ex["x"], dtype=float)
         xa = np.asarray(ex["x_adv"], dtype=float)
@@ -233,7 +237,7 @@ def sections(results: dict[str, Any]) -> list[Any]:
     metrics = {"clean accuracy": _pct(results["clean_accuracy"])}
     for t in results["threats"]:
         head = t["results"][-1]
-        metrics[f"robust accuracy, {t['norm']} {head['eps']:g}"] = _pct(head["robust_accuracy"])
+        metrics[f"robust accuracy, {t['norm']} {head['eps']:g}"] = _pct(head["robust_accuracy"]) + _interval(head)
     metrics["audit"] = "clean" if audit["clean"] else f"{verdicts.count('fail')} check(s) failed"
     out.append(api.Section("Summary", results["summary"], metrics=metrics))
 
@@ -242,6 +246,7 @@ def sections(results: dict[str, Any]) -> list[Any]:
         if t.get("minimal"):
             figs.append(histogram_figure(api, t, results["samples"]["minimal_norm"][t["key"]], f"minimal-{i}"))
         rows = []
+        text_ci = "; ".join(f"eps {r['eps']:g}: {_pct(r['robust_accuracy'])}{_interval(r)}" for r in t["results"])
         for r in t["results"]:
             for s in r["stages"]:
                 rows.append([f"{r['eps']:g}", s["label"], s["kind"], s["broken"], _pct(s["robust_accuracy_after"])])
@@ -249,6 +254,7 @@ def sections(results: dict[str, Any]) -> list[Any]:
         m = t.get("minimal")
         text = (
             f"Threat model: {t['threat_model']}; budgets {', '.join(f'{e:g}' for e in t['eps'])}. "
+            f"Robust accuracy (Clopper-Pearson 95% intervals): {text_ci}. "
             f"Cascade: {', '.join(t['attacks'])}; each attack runs only on the samples the previous ones left robust, "
             "and a sample counts as robust only if every attack (and every success at a smaller budget) failed."
         )
@@ -310,6 +316,14 @@ def audit_section(api: Any, audit: dict[str, Any]) -> Any:
         tables=[api.Table(["verdict", "check", "threat", "evidence", "docs"], rows)],
         checks={f"{c['title']} ({c['threat'] or 'model'})": c["verdict"] != "fail" for c in audit["checks"] if c["verdict"] != "skipped"},
     )
+
+
+def _interval(r: dict[str, Any]) -> str:
+    """`` (95% CI a-b%, n = N)`` for a result block that has an interval."""
+    if not r.get("interval"):
+        return ""
+    lo, hi = r["interval"]
+    return f" (95% CI {100 * lo:.1f}-{100 * hi:.1f}%, n = {r['n']})"
 
 
 def _fmt(v: float | None) -> str:

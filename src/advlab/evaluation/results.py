@@ -33,7 +33,7 @@ __all__ = ["SCHEMA", "EvaluationResult", "build_results", "write_json", "compara
 
 SCHEMA = "advlab.evaluation/2"
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
-TIMING_KEYS = ("seconds", "wall_seconds", "attack_seconds", "created", "environment", "images_per_second")
+TIMING_KEYS = ("seconds", "wall_seconds", "attack_seconds", "report_seconds", "created", "environment", "images_per_second")
 
 
 def _git_revision() -> str | None:

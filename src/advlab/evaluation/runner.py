@@ -26,6 +26,7 @@ from advlab.evaluation.audit import escalation_actions, run_checks
 from advlab.evaluation.distributed import Cluster, cluster_from_env
 from advlab.evaluation.ensemble import build_cascade, minimal_attack, single_step_attack
 from advlab.evaluation.plan import EvaluationPlan, as_plan
+from advlab.evaluation.progress import Progress, default_progress
 from advlab.evaluation.results import EvaluationResult, build_results, write_json
 from advlab.evaluation.store import Store
 from advlab.evaluation.units import (
@@ -43,14 +44,6 @@ __all__ = ["evaluate", "load_victim", "load_samples"]
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, int], Any]  # (description, total) -> context manager yielding advance(n)
-
-
-@contextlib.contextmanager
-def _no_progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
-    yield lambda n: None
-
-
 def load_victim(model: nn.Module | str | Path) -> tuple[nn.Module, str]:
     """A model and its name from a module, a saved model folder or a model-zoo name."""
     if isinstance(model, nn.Module):
@@ -65,8 +58,11 @@ def load_victim(model: nn.Module | str | Path) -> tuple[nn.Module, str]:
     return trained_model(str(model)), str(model)
 
 
-def load_samples(data: Any, split: str, samples: int) -> tuple[torch.Tensor, torch.Tensor, list[str], str]:
-    """The first ``samples`` inputs and labels of a dataset (a name, a Dataset or ``(x, y)``)."""
+def load_samples(
+    data: Any, split: str, samples: int, boxes: tuple[tuple[float, float], ...] = ((0.0, 1.0),)
+) -> tuple[torch.Tensor, torch.Tensor, list[str], str]:
+    """The first ``samples`` inputs and labels of a dataset (a name, a Dataset or ``(x, y)``),
+    checked to lie in every threat model's box."""
     from advlab.validation import as_input_tensor, as_label_tensor
 
     classes: list[str] | None = None
@@ -83,7 +79,8 @@ def load_samples(data: Any, split: str, samples: int) -> tuple[torch.Tensor, tor
             raise ValueError(f"split must be 'test' or 'train', got {split!r}")
         x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
         classes = list(getattr(data, "classes", []) or [])
-    x = as_input_tensor(x, (0.0, 1.0), device="cpu")
+    for box in boxes:
+        x = as_input_tensor(x, box, device="cpu")
     y = as_label_tensor(y, x.shape[0], None, device="cpu")
     if samples > x.shape[0]:
         raise ValueError(f"the plan asks for {samples} samples but the data has {x.shape[0]}")
@@ -144,7 +141,8 @@ def evaluate(
         local GPU, or the CPU with gloo.
     progress:
         ``progress(description, total)`` returning a context manager that yields
-        ``advance(n)`` (the CLI's progress bars).
+        ``advance(n)``; by default a bar with an ETA on a terminal and ``advlab.progress``
+        log lines otherwise (:mod:`advlab.evaluation.progress`).
 
     Returns
     -------
@@ -163,7 +161,7 @@ def evaluate(
         return evaluate_graph(model, data, plan, out=out, progress=progress, report=report, **overrides)
     the_plan = as_plan(plan, **overrides)
     victim, model_name = load_victim(model)
-    x, y, classes, data_name = load_samples(data, split, the_plan.samples)
+    x, y, classes, data_name = load_samples(data, split, the_plan.samples, tuple(s.box for s in the_plan.threats))
     cluster = cluster_from_env(device)
     tmp = None
     if out is None:  # nothing to resume or to open afterwards: no report either
@@ -172,7 +170,7 @@ def evaluate(
     folder = Path(out)
     try:
         with _borrowed(victim, cluster.device):
-            return _run(victim, model_name, x, y, classes, data_name, split, the_plan, folder, cluster, progress or _no_progress, report, time.perf_counter())
+            return _run(victim, model_name, x, y, classes, data_name, split, the_plan, folder, cluster, progress or default_progress(), report, time.perf_counter())
     finally:
         cluster.close()
         if tmp is not None:
@@ -317,11 +315,13 @@ def _run(
     )
     result = EvaluationResult(results, folder)
     if cluster.main:
-        write_json(folder / "results.json", results)
         if report:
             from advlab.evaluation.report import render_report
 
+            t0 = time.perf_counter()
             render_report(results, folder)
+            results["cost"]["report_seconds"] = time.perf_counter() - t0
+        write_json(folder / "results.json", results)
     store.close()
     cluster.barrier()
     return result

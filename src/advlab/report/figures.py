@@ -17,13 +17,14 @@ __all__ = ["to_png", "image_pairs", "activation_plots", "tradeoff_curve", "as_im
 GOOD, BAD, NEUTRAL, ACCENT = "#1d7a46", "#b42318", "#1f2430", "#2f5fd0"
 
 
-def to_png(fig: Any, dpi: int = 110) -> bytes:
-    """Render a matplotlib figure to PNG bytes."""
+def to_png(fig: Any, dpi: int = 110, tight: bool = True) -> bytes:
+    """Render a matplotlib figure to PNG bytes (``tight=False`` draws once, for figures that
+    lay themselves out; a tight bounding box costs a second draw)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight" if tight else None, facecolor="white")
     return buf.getvalue()
 
 
