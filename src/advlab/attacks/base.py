@@ -187,7 +187,7 @@ class Attack:
         rng = CounterRNG(self.seed)
         runner, attacked = (self, model)
         if adaptive:
-            from advlab.defenses.adaptive import adapt
+            from advlab.attacks.adaptive import adapt
 
             runner, attacked = adapt(self, model)
 

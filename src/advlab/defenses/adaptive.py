@@ -8,7 +8,8 @@ A model takes part in the adaptive-attack protocol by defining either or both of
 - ``adaptive_loss: str``: the loss an attack that was left on cross-entropy should use instead
   (``"margin"`` for defensive distillation's saturated softmax).
 
-:meth:`advlab.attacks.base.Attack.__call__` calls :func:`adapt` unless it is given
+:meth:`advlab.attacks.base.Attack.__call__` calls :func:`adapt` (defined with the attacks,
+:mod:`advlab.attacks.adaptive`, and re-exported here) unless it is given
 ``adaptive=False``; predictions and success are always computed on the deployed model.
 Defense wrappers subclass :class:`Wrapper`, which makes them save and load like any model
 (``config.json`` records the wrapper and the wrapped model's own config).
@@ -17,12 +18,11 @@ Defense wrappers subclass :class:`Wrapper`, which makes them save and load like 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
-if TYPE_CHECKING:  # pragma: no cover
-    from advlab.attacks.base import Attack
+from advlab.attacks.adaptive import adapt, adaptive_model
 
 __all__ = ["EOT", "Wrapper", "adapt", "adaptive_model", "build_wrapper", "WRAPPERS"]
 
@@ -49,31 +49,6 @@ class EOT(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         rep = x.repeat(self.samples, *([1] * (x.dim() - 1)))
         return self.model(rep).reshape(self.samples, x.shape[0], -1).mean(dim=0)
-
-
-def adaptive_model(model: nn.Module) -> nn.Module:
-    """What an honest attack on ``model`` should differentiate: ``model.adaptive()`` when the
-    model declares one (defenses do), else the model itself."""
-    fn = getattr(model, "adaptive", None)
-    return fn() if callable(fn) else model
-
-
-def adapt(attack: Attack, model: nn.Module) -> tuple[Attack, nn.Module]:
-    """The attack and the module it should differentiate to evaluate ``model`` honestly.
-
-    The module is :func:`adaptive_model`; an attack whose ``loss`` is ``"ce"`` switches to the
-    model's ``adaptive_loss`` when it declares one.  Models that declare nothing come back as is.
-    """
-    attacked = adaptive_model(model)
-    hint = getattr(model, "adaptive_loss", None)
-    if hint and getattr(attack, "loss", None) == "ce":
-        log.info("attack %s: loss ce -> %s, as %s asks (adaptive=False keeps ce)", attack.name, hint, type(model).__name__)
-        attack = attack.replace(loss=hint)
-    elif hint and hasattr(attack, "adaptive_loss"):  # a cascade passes the hint to its members
-        attack = attack.replace(adaptive_loss=hint)
-    if attacked is not model:
-        log.info("attack %s: differentiating %s (adaptive form of %s)", attack.name, type(attacked).__name__, type(model).__name__)
-    return attack, attacked
 
 
 class Wrapper(nn.Module):

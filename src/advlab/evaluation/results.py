@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from advlab.evaluation import keys
 from advlab.evaluation.aggregate import Folded
 from advlab.evaluation.audit import ACTIONS, Check
 from advlab.evaluation.ensemble import label
@@ -123,8 +124,8 @@ def _threat_block(job: Job, spec: Any, folds: list[Folded], units: dict[str, Any
     }
     batches = range(len(job.batches()))
     if job.minimal[spec.key] is not None:
-        norms = np.concatenate([units[f"minimal/{spec.key}/b{b}"]["min_norm"] for b in batches])
-        correct = np.concatenate([units[f"probe/b{b}"]["clean_pred"] for b in batches]) == y
+        norms = np.concatenate([units[keys.minimal(spec.key, b)]["min_norm"] for b in batches])
+        correct = np.concatenate([units[keys.probe(b)]["clean_pred"] for b in batches]) == y
         values = norms[correct]
         finite = values[np.isfinite(values)]
         top = max([*spec.eps, float(finite.max()) if finite.size else 0.0]) * 1.1
@@ -146,7 +147,7 @@ def _examples(job: Job, spec: Any, fold: Folded, units: dict[str, Any], count: i
         return []
     y = job.y.numpy()
     batches = range(len(job.batches()))
-    clean_logits = np.concatenate([units[f"probe/b{b}"]["clean_logits"] for b in batches])
+    clean_logits = np.concatenate([units[keys.probe(b)]["clean_logits"] for b in batches])
     correct = clean_logits.argmax(1) == y
     broken = np.flatnonzero(correct & ~fold.robust)
     robust = np.flatnonzero(correct & fold.robust)
@@ -189,7 +190,7 @@ def _examples(job: Job, spec: Any, fold: Folded, units: dict[str, Any], count: i
 
 def _samples(job: Job, units: dict[str, Any], folds: dict[str, list[Folded]]) -> dict[str, Any]:
     batches = range(len(job.batches()))
-    clean_pred = np.concatenate([units[f"probe/b{b}"]["clean_pred"] for b in batches])
+    clean_pred = np.concatenate([units[keys.probe(b)]["clean_pred"] for b in batches])
     outcomes: dict[str, Any] = {}
     minimal: dict[str, Any] = {}
     x = job.x.numpy()
@@ -207,7 +208,7 @@ def _samples(job: Job, units: dict[str, Any], folds: dict[str, list[Folded]]) ->
             }
         outcomes[spec.key] = per_eps
         if job.minimal[spec.key] is not None:
-            norms = np.concatenate([units[f"minimal/{spec.key}/b{b}"]["min_norm"] for b in batches])
+            norms = np.concatenate([units[keys.minimal(spec.key, b)]["min_norm"] for b in batches])
             minimal[spec.key] = [_num(float(v)) for v in norms]
     return {
         "index": list(range(job.n)),
@@ -231,12 +232,12 @@ def _cost(folds: dict[str, list[Folded]], units: dict[str, Any], job: Job, wall:
                 r["backwards"] += st.backwards
                 r["seconds"] += st.seconds
     batches = range(len(job.batches()))
-    probe_fw = sum(int(units[f"probe/b{b}"]["forwards"]) for b in batches)
-    probe_bw = sum(int(units[f"probe/b{b}"]["backwards"]) for b in batches)
+    probe_fw = sum(int(units[keys.probe(b)]["forwards"]) for b in batches)
+    probe_bw = sum(int(units[keys.probe(b)]["backwards"]) for b in batches)
     rows["clean pass and audit probes"] = {"stage": "clean pass and audit probes", "kind": "audit", "forwards": probe_fw, "backwards": probe_bw, "seconds": 0.0}
     for spec in job.plan.threats:
         for b in batches:
-            a = units.get(f"audit/{spec.key}/b{b}")
+            a = units.get(keys.audit(spec.key, b))
             if a is None:
                 continue
             for name in ("unbounded", "naive"):
@@ -302,7 +303,7 @@ def build_results(
     from advlab.evaluation.units import ROBUST  # noqa: F401
 
     batches = range(len(job.batches()))
-    clean_pred = np.concatenate([units[f"probe/b{b}"]["clean_pred"] for b in batches])
+    clean_pred = np.concatenate([units[keys.probe(b)]["clean_pred"] for b in batches])
     y = job.y.numpy()
     plan = job.plan
     first = plan.threats[0]

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from advlab.evaluation import keys
 from advlab.evaluation.aggregate import Folded, concat_units, fold_all, fold_batch
 from advlab.evaluation.audit import escalation_actions, run_checks
 from advlab.evaluation.distributed import Cluster, cluster_from_env
@@ -243,22 +244,22 @@ def _run(
     units: dict[str, dict[str, Any]] = {}
     with progress(f"evaluating (rank {cluster.rank})" if cluster.world > 1 else "evaluating", per_batch * len(mine)) as advance:
         for b in mine:
-            probe = unit(f"probe/b{b}", partial(probe_unit, job, b))
-            units[f"probe/b{b}"] = probe
+            probe = unit(keys.probe(b), partial(probe_unit, job, b))
+            units[keys.probe(b)] = probe
             advance(1)
             for spec in plan.threats:
                 mains = []
                 for eps in spec.eps:
-                    key = f"main/{spec.key}/{eps!r}/b{b}"
+                    key = keys.main(spec.key, eps, b)
                     mains.append(unit(key, partial(main_unit, job, spec, eps, b, probe)))
                     units[key] = mains[-1]
                     advance(1)
                 if job.minimal[spec.key] is not None:
-                    key = f"minimal/{spec.key}/b{b}"
+                    key = keys.minimal(spec.key, b)
                     units[key] = unit(key, partial(minimal_unit, job, spec, b, probe))
                     advance(1)
                 if plan.audit:
-                    key = f"audit/{spec.key}/b{b}"
+                    key = keys.audit(spec.key, b)
                     units[key] = unit(key, partial(audit_unit, job, spec, b, probe, mains))
                     advance(1)
     units = cluster.gather(units)
@@ -268,11 +269,11 @@ def _run(
     actions: list[str] = []
     wanted: list[str] = []
     if plan.audit:
-        probe_all = concat_units([units[f"probe/b{b}"] for b in batches])
-        mains_all = {s.key: [concat_units([units[f"main/{s.key}/{e!r}/b{b}"] for b in batches]) for e in s.eps] for s in plan.threats}
-        audits_all = {s.key: concat_units([units[f"audit/{s.key}/b{b}"] for b in batches]) for s in plan.threats}
+        probe_all = concat_units([units[keys.probe(b)] for b in batches])
+        mains_all = {s.key: [concat_units([units[keys.main(s.key, e, b)] for b in batches]) for e in s.eps] for s in plan.threats}
+        audits_all = {s.key: concat_units([units[keys.audit(s.key, b)] for b in batches]) for s in plan.threats}
         minimal_all = {
-            s.key: concat_units([units[f"minimal/{s.key}/b{b}"] for b in batches]) if job.minimal[s.key] is not None else None
+            s.key: concat_units([units[keys.minimal(s.key, b)] for b in batches]) if job.minimal[s.key] is not None else None
             for s in plan.threats
         }
         checks = run_checks(job, probe_all, mains_all, audits_all, minimal_all, {k: fold_all(v) for k, v in folds.items()})
@@ -282,18 +283,17 @@ def _run(
     # ------------------------------------------------------------ stage 2: escalation
     escalated: dict[str, list[str]] = {}
     if actions:
-        tag = "+".join(actions)
         esc_units: dict[str, dict[str, Any]] = {}
         with progress(f"escalating: {', '.join(actions)}", len(mine) * len(plan.threats)) as advance:
             for spec in plan.threats:
                 for b in mine:
-                    key = f"escalation/{spec.key}/{tag}/b{b}"
+                    key = keys.escalation(spec.key, actions, b)
                     before = [f.robust for f in folds[spec.key][b]]
-                    esc_units[key] = unit(key, partial(escalation_unit, job, spec, b, units[f"probe/b{b}"], before, actions))
+                    esc_units[key] = unit(key, partial(escalation_unit, job, spec, b, units[keys.probe(b)], before, actions))
                     advance(1)
         units.update(cluster.gather(esc_units))
         for spec in plan.threats:
-            keyed = [units[f"escalation/{spec.key}/{tag}/b{b}"] for b in batches]
+            keyed = [units[keys.escalation(spec.key, actions, b)] for b in batches]
             escalated[spec.key] = list(keyed[0]["labels"]) if keyed else []
             folds[spec.key] = [_fold(job, spec, b, units, keyed[b]) for b in batches]
     final = {k: fold_all(v) for k, v in folds.items()}
@@ -332,10 +332,10 @@ def _fold(job: Job, spec: Any, b: int, units: dict[str, dict[str, Any]], escalat
         job,
         spec,
         b,
-        units[f"probe/b{b}"],
-        [units[f"main/{spec.key}/{e!r}/b{b}"] for e in spec.eps],
-        units.get(f"minimal/{spec.key}/b{b}"),
-        units.get(f"audit/{spec.key}/b{b}"),
+        units[keys.probe(b)],
+        [units[keys.main(spec.key, e, b)] for e in spec.eps],
+        units.get(keys.minimal(spec.key, b)),
+        units.get(keys.audit(spec.key, b)),
         escalation,
     )
 
