@@ -12,8 +12,9 @@ from typer.testing import CliRunner
 
 import advlab
 from advlab.cli import app
-from advlab.evaluation import EvaluationPlan, EvaluationResult, GraphPlan, ThreatSpec
+from advlab.evaluation import EvaluationPlan, EvaluationResult, ThreatSpec
 from advlab.graphs import fit_gcn, karate_club
+from advlab.graphs.evaluator import GraphPlan
 from advlab.models.kinds import input_kind, sequence_shape
 from advlab.validation import InputError
 

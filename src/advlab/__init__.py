@@ -32,7 +32,7 @@ _LAZY = {
     "EvaluationPlan": "advlab.evaluation",
     "ThreatSpec": "advlab.evaluation",
     "EvaluationResult": "advlab.evaluation",
-    "GraphPlan": "advlab.evaluation",
+    "GraphPlan": "advlab.graphs.evaluator",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -42,10 +42,10 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
         with user_errors():
             from advlab.evaluation import ThreatSpec, as_plan
             from advlab.evaluation import evaluate as run
-            from advlab.evaluation.graph import is_graph_evaluation
+            from advlab.evaluation.evaluators import evaluator_for
 
             graph_options = {"budgets": budgets, "target_budgets": target_budgets, "targets": targets, "goals": goal, "steps": steps}
-            if is_graph_evaluation(model, data):
+            if evaluator_for(model, data) is not None:
                 graph_overrides = _graph_overrides(graph_options, samples=samples, seed=seed, batch_size=batch_size, norm=norm, eps=eps, attacks=attacks, minimal=minimal)
                 result = run(model, data, plan, out=out, progress=progress_bar, report=report, **graph_overrides)
                 _print(result, out)

@@ -333,8 +333,9 @@ def _fmt(v: float | None) -> str:
 def render_report(results: dict[str, Any], folder: str | Path) -> Path:
     """Write ``folder/report.html`` from a ``results.json`` dict; returns its path.
 
-    Graph evaluations (``"kind": "graph"``) get their own layout (:mod:`.graph_report`)."""
-    from advlab.evaluation.graph_report import graph_sections
+    Other kinds of evaluation (``"kind": "graph"``) get the layout of their evaluator
+    (:mod:`advlab.evaluation.evaluators`)."""
+    from advlab.evaluation.evaluators import evaluator_of_kind
 
     api = _api()
     env = results["environment"]
@@ -353,7 +354,7 @@ def render_report(results: dict[str, Any], folder: str | Path) -> Path:
         api.write_report(
             folder,
             "Robustness evaluation",
-            graph_sections(results) if results.get("kind") == "graph" else sections(results),
+            evaluator_of_kind(results["kind"]).sections(results) if results.get("kind", "inputs") != "inputs" else sections(results),
             subtitle=f"{results['model']['name']} on {results['data']['name']}: {results['threats'][0]['threat_model']}",
             facts=facts,
             save_figures=False,

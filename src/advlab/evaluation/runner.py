@@ -125,7 +125,7 @@ def evaluate(
         Any ``torch.nn.Module`` returning logits (a defended model is attacked the way it
         declares), a saved advlab model folder, or a model-zoo name (``"cnn"``).  A graph
         victim (a GCN, ``"gcn"`` or a saved GCN folder) with graph data runs the graph
-        evaluation (:mod:`advlab.evaluation.graph`).
+        evaluation (:mod:`advlab.graphs.evaluator`, through :mod:`.evaluators`).
     data:
         A dataset name (``"mnist-sample"``), a :class:`advlab.data.Dataset` or ``(x, y)``;
         for graph victims a graph name (``"karate"``, ``"csbm:nodes=300"``) or an
@@ -154,12 +154,13 @@ def evaluate(
     >>> result = advlab.evaluate("cnn", "mnist-sample", samples=100, out="runs/cnn")  # doctest: +SKIP
     >>> result.robust_accuracy(0.3)  # doctest: +SKIP
     """
-    from advlab.evaluation.graph import evaluate_graph, is_graph_evaluation
+    from advlab.evaluation.evaluators import evaluator_for
 
-    if is_graph_evaluation(model, data, plan):
+    other = evaluator_for(model, data, plan)
+    if other is not None:
         if device is not None and str(device) != "cpu":
-            log.warning("graph evaluations run on the CPU; device=%s is ignored", device)
-        return evaluate_graph(model, data, plan, out=out, progress=progress, report=report, **overrides)
+            log.warning("%s evaluations run on the CPU; device=%s is ignored", other.kind, device)
+        return other.evaluate(model, data, plan, out=out, progress=progress, report=report, **overrides)
     the_plan = as_plan(plan, **overrides)
     victim, model_name = load_victim(model)
     x, y, classes, data_name = load_samples(data, split, the_plan.samples, tuple(s.box for s in the_plan.threats))

@@ -66,7 +66,7 @@ class GCN(nn.Module):
     (pass ``normalized=True`` with :func:`normalize_adjacency`'s output to skip that).
     """
 
-    input_kind = "graph"  # advlab.evaluate runs graph attacks on it (advlab.evaluation.graph)
+    input_kind = "graph"  # advlab.evaluate runs graph attacks on it (advlab.graphs.evaluator)
     train_hint = "it is a graph model: train it with advlab.graphs.fit_gcn(graph) (see `advlab graph-attack`)"
 
     def __init__(self, in_features: int, num_classes: int, hidden: int = 16, dropout: float = 0.5) -> None:

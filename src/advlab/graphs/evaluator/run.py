@@ -1,12 +1,12 @@
 """``advlab.evaluate`` on a graph victim: GCN node classification under the graph threat model.
 
 The adapter between :mod:`advlab.graphs` and the evaluation: it runs each graph attack of a
-:class:`~advlab.evaluation.graph_plan.GraphPlan` at each budget under a
+:class:`~advlab.graphs.evaluator.plan.GraphPlan` at each budget under a
 :class:`~advlab.graphs.GraphThreatModel` (global structure attacks on the test nodes,
 targeted attacks on a few target nodes, feature attacks), persists every (attack, budget)
 unit in the run folder's store (a rerun resumes), runs the graph audit checks, and writes the
 same ``results.json`` schema as an image evaluation (``"kind": "graph"``) and a report with a
-graph layout (:mod:`advlab.evaluation.graph_report`).  :class:`EvaluationResult` reads both.
+graph layout (:mod:`advlab.graphs.evaluator.report`).  :class:`EvaluationResult` reads both.
 
 Robust accuracy at a budget is the lowest accuracy any attack reached at that budget or a
 smaller one (a perturbation within a smaller budget is within the larger one).  For global
@@ -31,9 +31,9 @@ import torch
 from torch import nn
 
 from advlab.evaluation.audit import FAIL_SHARE, MASK_SHARE, Check
-from advlab.evaluation.graph_plan import GraphPlan, as_graph_plan
 from advlab.evaluation.results import SCHEMA, EvaluationResult, environment, write_json
 from advlab.evaluation.store import Store
+from advlab.graphs.evaluator.plan import GraphPlan, as_graph_plan
 from advlab.validation import InputError
 
 __all__ = ["evaluate_graph", "is_graph_evaluation", "load_graph_data", "GRAPH_KINDS"]
