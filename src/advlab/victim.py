@@ -9,22 +9,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Victim", "frozen", "run_model", "CPU_CHUNK"]
+from advlab.chunking import chunk_rows, run_chunked
 
-# On a CPU, a convolutional network run on a few hundred images at once spills its activations
-# out of the cache: measured on the 2-conv CNN (one thread), 500 images in chunks of 128 took
-# 247 ms for forward+backward against 435 ms in one piece.  Passes on the CPU are therefore
-# run in chunks of at most this many rows (on other devices, in one piece).  Per-row results
-# are unchanged: every row is computed independently whatever the chunking.
-CPU_CHUNK = 128
+__all__ = ["Victim", "frozen", "run_model"]
 
 
 def run_model(model: nn.Module, x: Tensor) -> Tensor:
-    """``model(x)``, in chunks of :data:`CPU_CHUNK` rows when ``x`` is on the CPU; the
-    autograd graph (if any) spans the chunks."""
-    if x.device.type != "cpu" or x.shape[0] <= CPU_CHUNK:
-        return model(x)
-    return torch.cat([model(x[i : i + CPU_CHUNK]) for i in range(0, x.shape[0], CPU_CHUNK)])
+    """``model(x)``, on the CPU in chunks of the rows :func:`advlab.chunking.chunk_rows`
+    chooses for this model and input shape; the autograd graph (if any) spans the chunks."""
+    return run_chunked(model, x, chunk_rows(model, x))
 
 
 @contextmanager
