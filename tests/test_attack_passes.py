@@ -40,11 +40,14 @@ def test_fgsm_runs_one_gradient_pass_and_one_verification(seed_mlp, data):
     x, y = data
     model = Counting(seed_mlp)
     res = get_attack("fgsm")(model, x, y, ThreatModel("linf", eps=0.1), batch_size=None)
-    # the clean pass is the gradient step's forward pass; the verification is the only other
-    assert model.rows == 2 * N
+    # the clean pass is the gradient step's forward pass; the verification (of the attacked
+    # rows) is the only other
     attacked = res.clean_pred == y
+    assert model.rows == N + int(attacked.sum())
     assert bool((res.forwards[attacked] == 1).all() and (res.backwards[attacked] == 1).all())
     assert int(res.forwards[~attacked].sum()) == 0
+    assert res.checks is not None and bool((res.checks == 1).all())  # clean pass or verification
+    assert int(res.model_forwards.sum()) == model.rows
 
 
 @pytest.mark.parametrize("name,norm,params", [("fgsm", "linf", {}), ("bim", "l2", {"steps": 3}), ("pgd", "linf", {"steps": 3, "random_start": False}), ("deepfool", "l2", {}), ("ddn", "l2", {"steps": 5}), ("fmn", "linf", {"steps": 5})])
@@ -65,11 +68,13 @@ def test_a_shared_clean_pass_changes_nothing_but_the_work(name, norm, params, se
     # in one batch (most rows attacked): the clean pass was the attacked rows' first pass, so
     # the caller's logits saved only the rows not attacked
     shared.rows = separate.rows = 0
-    atk(shared, x, y, threat, batch_size=None)
-    atk(separate, x, y, threat, batch_size=None, clean_logits=clean)
+    c = atk(shared, x, y, threat, batch_size=None)
+    d = atk(separate, x, y, threat, batch_size=None, clean_logits=clean)
     attacked = int((a.clean_pred == y).sum())
     assert attacked >= 0.75 * N
     assert separate.rows == shared.rows - (N - attacked)
+    # every row through the model is counted once: by the attack or as the library's check
+    assert int(c.model_forwards.sum()) == shared.rows and int(d.model_forwards.sum()) == separate.rows
 
 
 def test_clean_logits_are_used_and_checked(seed_mlp, data):

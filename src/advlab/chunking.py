@@ -11,7 +11,8 @@ where the bytes per row are measured once per model, input shape, dtype and devi
 tiny probe passes (1 and 2 rows) that count what autograd saves (so weights, saved once per
 chunk, cancel out).  The cache size is the CPU's largest cache as the OS reports it (32 MiB if
 unknown).  ``benchmarks/attacks.py`` times the rule's choice against one piece and the other
-chunk sizes on the seed MLP and the CNN.  Off the CPU every pass runs in one piece.
+chunk sizes on the seed MLP and the CNN.  Off the CPU, and for at most 64 rows, every pass
+runs in one piece.
 
 A user can set the shape for a model (:func:`set_chunk_rows`), or measure it on their own
 inputs (:func:`calibrate`).  Per-row results do not depend on the chunking beyond float
@@ -32,7 +33,8 @@ from torch import Tensor, nn
 __all__ = ["chunk_rows", "set_chunk_rows", "calibrate", "saved_bytes_per_row", "cache_bytes"]
 
 _DEFAULT_CACHE = 32 * 2**20
-_MIN_ROWS = 8
+_MIN_ROWS = 16  # never chunk finer (per-call overhead dominates)
+_SMALL = 64  # a pass on at most this many rows runs in one piece, without probing the model
 _ONE_PIECE = 0  # stored for "run in one piece"
 
 # per model: {(input shape, dtype, device): rows} (rules, calibrations and user settings)
@@ -88,7 +90,7 @@ def saved_bytes_per_row(model: nn.Module, x: Tensor) -> int:
 
 def chunk_rows(model: nn.Module, x: Tensor) -> int | None:
     """Rows per chunk for passes of ``model`` on inputs like ``x``; ``None``: one piece."""
-    if x.device.type != "cpu" or x.shape[0] <= _MIN_ROWS:
+    if x.device.type != "cpu" or x.shape[0] <= _SMALL:
         return None
     if model in _user:
         rows = _user[model]

@@ -87,6 +87,7 @@ class Victim:
         self.forwards = torch.zeros(n, dtype=torch.long, device=device)
         self.backwards = torch.zeros(n, dtype=torch.long, device=device)
         self._shared: _CleanPass | None = None
+        self.reused_clean_pass = False
 
     def share_clean_pass(self, x: Tensor, leaf: Tensor, logits: Tensor, rows: Tensor | None = None) -> None:
         """Offer the clean pass ``logits = model(leaf)`` (graph kept; ``leaf[rows]`` equals the
@@ -129,6 +130,7 @@ class Victim:
             self._count(self.backwards, idx, x.shape[0])
         shared = self._reuse(x, idx) if self._shared is not None else None
         if shared is not None:
+            self.reused_clean_pass = True
             if x.requires_grad and torch.is_grad_enabled():
                 out: Tensor = _Reuse.apply(x, shared)
                 return out

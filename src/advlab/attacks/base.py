@@ -18,11 +18,12 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from advlab.model_check import model_dtype, model_logits
 from advlab.norms import NORM_NAMES, get_norm
 from advlab.result import AttackResult
 from advlab.rng import CounterRNG
 from advlab.threat import ThreatModel
-from advlab.validation import InputError, as_input_tensor, as_label_tensor, check_logits
+from advlab.validation import InputError, as_input_tensor, as_label_tensor
 from advlab.victim import Victim, frozen, run_model
 
 __all__ = ["Attack", "Batch", "AttackError", "model_device", "choose_targets", "TARGET_RULES"]
@@ -186,18 +187,22 @@ class Attack:
             decide which samples are already adversarial and the reported clean predictions,
             so they must come from this model on these inputs.
 
-        Cost: one clean forward pass (skipped with ``clean_logits``; for an attack whose first
-        step is a gradient at the clean inputs, it *is* that step's forward pass), the
-        attack's own passes (``result.forwards`` / ``result.backwards``, per sample; samples
-        adversarial from the start are charged nothing), and one forward pass on the outputs
-        to verify them.  ``result.seconds`` covers the clean passes and the attack, not the
+        Cost: one clean forward pass per batch (skipped with ``clean_logits``; for an attack
+        whose first step is a gradient at the clean inputs, it *is* that step's forward pass,
+        handed over with its graph), the attack's own passes (``result.forwards`` /
+        ``result.backwards`` per sample; samples adversarial from the start are charged
+        nothing), and one forward pass on the attacked rows' outputs to verify them
+        (``result.checks`` counts the library's own passes, so ``forwards + checks`` is every
+        row pushed through the model).  Batches are checked and attacked one after another:
+        a model returning non-finite logits on a later batch is refused when that batch is
+        reached.  ``result.seconds`` covers the clean passes and the attack, not the
         verification.
         """
         self.check_threat(threat)
         if not isinstance(model, nn.Module):
             raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         dev = torch.device(device) if device is not None else model_device(model)
-        x_t = as_input_tensor(x, threat.box, device=dev)
+        x_t = as_input_tensor(x, threat.box, device=dev, dtype=model_dtype(model))
         n = x_t.shape[0]
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             raise InputError(f"batch_size must be a positive int or None, got {batch_size!r}")
@@ -217,10 +222,14 @@ class Attack:
             x_adv = x_t.clone()
             forwards = torch.zeros(n, dtype=torch.long, device=dev)
             backwards = torch.zeros(n, dtype=torch.long, device=dev)
+            # the library's own passes per row: the clean pass (unless the caller gave the
+            # logits, or the attack's first pass was that pass) and the verification
+            checks = torch.full((n,), 0 if given is not None else 1, dtype=torch.long, device=dev)
+            attacked_rows = []
             start = time.perf_counter()
             for i in range(0, n, bs):
                 xb = x_t[i : i + bs]
-                logits_b, graph = (given[i : i + bs], None) if given is not None else _clean_pass(model, xb, share)
+                logits_b, graph = (given[i : i + bs], None) if given is not None else _clean_pass(model, xb, share, i)
                 if i == 0:  # the labels and targets are checked before any attack runs
                     clean = logits_b.new_empty((n, logits_b.shape[1])) if given is None else given
                     y_t = as_label_tensor(y, n, clean.shape[1], device=dev)
@@ -237,6 +246,7 @@ class Attack:
                 pos = (~already).nonzero().squeeze(1)
                 if pos.numel():
                     sel = rows[pos]
+                    attacked_rows.append(sel)
                     batch = Batch(x=xb[pos], y=goal[sel], y_true=y_t[sel], index=sel, num_classes=clean.shape[1], logits=logits_b[pos])
                     victim = Victim(attacked, len(sel), dev)
                     if graph is not None and pos.numel() >= _SHARE_MIN * len(xb):
@@ -249,13 +259,20 @@ class Attack:
                     x_adv[sel] = threat.project(out, batch.x)
                     forwards[sel] = victim.forwards
                     backwards[sel] = victim.backwards
+                    if victim.reused_clean_pass:
+                        checks[sel] -= 1  # counted in forwards, as the attack's first pass
                 if progress is not None:
                     progress(len(xb))
             seconds = time.perf_counter() - start
             assert y_t is not None and goal is not None
             clean_pred = clean.argmax(dim=1)
+            todo = torch.cat(attacked_rows) if attacked_rows else torch.zeros(0, dtype=torch.long, device=dev)
 
-            adv_logits = torch.cat([_no_grad(model, x_adv[i : i + bs]) for i in range(0, n, bs)])
+            # Verification: only the attacked rows changed; the others keep their clean logits.
+            adv_logits = clean.clone()
+            if todo.numel():
+                adv_logits[todo] = model_logits(model, x_adv[todo], run_model, batch_size=bs, where="the adversarial inputs")
+        checks[todo] += 1
         adv_pred = adv_logits.argmax(dim=1)
         success = adv_pred == goal if threat.targeted else adv_pred != goal
         delta = x_adv - x_t
@@ -270,6 +287,7 @@ class Attack:
             norms=norms,
             forwards=forwards,
             backwards=backwards,
+            checks=checks,
             seconds=seconds,
             attack=self.name,
             threat=threat,
@@ -302,11 +320,6 @@ class Attack:
         return f"{type(self).__name__}({inner})"
 
 
-def _no_grad(model: nn.Module, x: Tensor) -> Tensor:
-    with torch.no_grad():
-        return run_model(model, x)
-
-
 # The clean pass is handed to the attack only when at least this share of its rows is attacked:
 # the first backward pass then runs through every row of it (those already adversarial get a
 # zero gradient and are not charged), which costs more than a fresh pass on the attacked rows
@@ -314,14 +327,12 @@ def _no_grad(model: nn.Module, x: Tensor) -> Tensor:
 _SHARE_MIN = 0.75
 
 
-def _clean_pass(model: nn.Module, x: Tensor, keep_graph: bool) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
-    """The clean logits of one batch and, with ``keep_graph``, the pass itself (input leaf and
-    logits with their autograd graph) for the attack's first gradient step."""
-    if not keep_graph:
-        return check_logits(_no_grad(model, x), x.shape[0]), None
-    leaf = x.detach().requires_grad_(True)
-    with torch.enable_grad():
-        out = check_logits(run_model(model, leaf), x.shape[0])
+def _clean_pass(model: nn.Module, x: Tensor, keep_graph: bool, offset: int) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
+    """The checked clean logits of one batch (rows ``offset`` on) and, with ``keep_graph``,
+    the pass itself (input leaf and logits with their autograd graph) for the attack's first
+    gradient step."""
+    leaf = x.detach().requires_grad_(True) if keep_graph else x
+    out = model_logits(model, leaf, run_model, grad=keep_graph, offset=offset)
     return out.detach(), ((leaf, out) if out.requires_grad else None)
 
 
@@ -333,5 +344,4 @@ def _given_logits(logits: Any, n: int, dev: torch.device) -> Tensor:
         raise InputError(f"clean_logits has shape {tuple(logits.shape)}; expected ({n}, C), one row of logits per input")
     if not logits.is_floating_point() or not bool(torch.isfinite(logits).all()):
         raise InputError("clean_logits must be finite floating-point logits (recompute them with the model, or leave clean_logits out)")
-    return check_logits(logits.detach().to(dev), n)
-
+    return logits.detach().to(dev)
