@@ -272,7 +272,7 @@ class APGDTargeted(Attack):
     """
 
     name: ClassVar[str] = "apgd-t"
-    roles: ClassVar[tuple[Role, ...]] = (Role("cascade", 20, {"n_target_classes": 9}, focus="uncertain"), Role("playground", 60))
+    roles: ClassVar[tuple[Role, ...]] = (Role("cascade", 20, {"n_target_classes": 3}, focus="uncertain"), Role("playground", 60))
     norms: ClassVar[tuple[str, ...]] = ("linf", "l2")
     paper: ClassVar[str] = APGD.paper
     family: ClassVar[str] = "gradient"

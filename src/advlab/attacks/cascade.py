@@ -34,8 +34,10 @@ __all__ = ["FOCUS_MARGIN", "Member", "members", "role_attacks", "playground_atta
 log = logging.getLogger(__name__)
 
 # A sample is "uncertain" (worth the expensive members) when the earlier members shrank its
-# logit margin to at most this share of its clean margin.
-FOCUS_MARGIN = 0.5
+# logit margin to at most this share of its clean margin.  Measured on the standard and a
+# PGD-trained CNN (MNIST, 100 images): every sample APGD-T or more restarts broke after APGD-CE
+# had kept at most 0.07 of its margin, while most robust samples keep 0.2-0.6.
+FOCUS_MARGIN = 0.15
 
 
 @dataclass(frozen=True)
@@ -125,8 +127,9 @@ def run_cascade(
     first successful point per sample, else the last member's attempt) and the trace.
 
     Every pass is counted on ``victim`` (and per member in the trace): the members' own
-    passes, one verification pass per member and sample it ran on, and one clean pass per
-    sample that reaches an ``"uncertain"`` member (the reference of the margin).
+    passes, one verification pass per member and sample it ran on, and -- when the batch does
+    not carry its clean logits -- one clean pass per sample that reaches an ``"uncertain"``
+    member (the reference of the margin).
     """
     n, m = len(batch), len(cascade)
     dev = batch.x.device
@@ -150,16 +153,22 @@ def run_cascade(
         if pos.numel() == 0:
             continue
         start = time.perf_counter()
-        sub = Batch(x=batch.x[pos], y=batch.y[pos], y_true=batch.y_true[pos], index=batch.index[pos], num_classes=batch.num_classes)
-        child = Victim(victim.model, len(pos), dev)
+        sub = Batch(
+            x=batch.x[pos], y=batch.y[pos], y_true=batch.y_true[pos], index=batch.index[pos], num_classes=batch.num_classes,
+            logits=batch.logits[pos] if batch.logits is not None else None,
+        )
+        child = Victim(victim.model, len(pos), dev, rows_per_row=victim.rows_per_row)
         adv = atk._run(child, sub, threat, CounterRNG(atk.seed))
         adv = threat.project(torch.nan_to_num(adv.detach().to(sub.x.dtype), nan=0.0), sub.x)
         logits = child.logits(adv)
         pred = logits.argmax(dim=1)
         hit = pred == sub.y if threat.targeted else pred != sub.y
         if clean_margin is None and any(c.focus == "uncertain" for c in cascade[k + 1 :]):
+            # the reference margin: from the clean logits the base class already paid for, or
+            # one clean pass on the samples that go on
+            clean_logits = sub.logits if sub.logits is not None else child.logits(sub.x)
             clean_margin = torch.full((n,), float("nan"), device=dev)
-            clean_margin[pos] = logit_margin(child.logits(sub.x), sub.y, threat.targeted).clamp_min(1e-12)
+            clean_margin[pos] = logit_margin(clean_logits, sub.y, threat.targeted).clamp_min(1e-12)
         if clean_margin is not None:
             rel = logit_margin(logits, sub.y, threat.targeted) / clean_margin[pos]
             margin[pos] = torch.minimum(margin[pos], torch.nan_to_num(rel, nan=float("inf")))

@@ -71,11 +71,12 @@ class FMN(Attack):
     """
 
     name: ClassVar[str] = "fmn"
-    roles: ClassVar[tuple[Role, ...]] = (Role("minimal", 10), Role("playground", 110))
+    roles: ClassVar[tuple[Role, ...]] = (Role("minimal", 10, {"steps": 30}), Role("playground", 110))
     norms: ClassVar[tuple[str, ...]] = ("l0", "l1", "l2", "linf")
     paper: ClassVar[str] = "Pintor et al., Fast Minimum-norm Adversarial Attacks through Adaptive Norm Constraints, NeurIPS 2021 (arXiv:2102.12827)"
     minimal: ClassVar[bool] = True
     family: ClassVar[str] = "minimal-norm"
+    starts_at_clean: ClassVar[bool] = True
 
     steps: int = 100
     step_size: float | None = None

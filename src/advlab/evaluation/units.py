@@ -22,9 +22,10 @@ from advlab.attacks.cascade import FOCUS_MARGIN, Member
 from advlab.evaluation.ensemble import cascade_attack, declares_adaptive, label
 from advlab.evaluation.plan import EvaluationPlan, ThreatSpec
 from advlab.losses import cross_entropy, margin
+from advlab.model_check import model_logits
 from advlab.rng import CounterRNG
 from advlab.threat import ThreatModel
-from advlab.victim import frozen
+from advlab.victim import frozen, run_model
 
 __all__ = ["Job", "cascade_run", "probe_unit", "main_unit", "minimal_unit", "audit_unit", "unit_seed"]
 
@@ -79,8 +80,8 @@ def reseed(model: nn.Module, seed: int) -> None:
 
 
 def _logits(model: nn.Module, x: Tensor) -> Tensor:
-    with frozen(model), torch.no_grad():
-        return model(x).float()
+    with frozen(model):
+        return model_logits(model, x, run_model).float()
 
 
 def targets_for(job: Job, spec: ThreatSpec, logits: Tensor, y: Tensor, index: Tensor) -> Tensor | None:
@@ -108,9 +109,9 @@ def cascade_run(
 
     ``broken_by`` holds the member that broke each sample (``ROBUST`` for none); ``forwards``,
     ``backwards`` and ``seconds`` the members' costs, the first member's including the
-    library's clean and verification passes (one row per attacked sample each, plus one per
-    sample when ``verify`` -- the deployed model, when the attack differentiates a wrapper --
-    judges success).  ``adv_logits`` are the deployed model's logits at ``x_adv`` (the clean
+    library's own passes (``AttackResult.checks``: the verification, and the clean pass unless
+    the probe's clean logits are handed over; plus one row per sample when ``verify`` -- the
+    deployed model, when the attack differentiates a wrapper -- judges success).  ``adv_logits`` are the deployed model's logits at ``x_adv`` (the clean
     logits where nothing was found), so no later step needs to run the model again.
     """
     chain = [c if isinstance(c, Member) else Member(c) for c in cascade]
@@ -128,10 +129,11 @@ def cascade_run(
         single = m == 1 and chain[0].focus == "all"
         atk = chain[0].attack if single else cascade_attack(chain, job.plan.seed)
         tg = targets[idx] if targets is not None and threat.targeted else None
-        res = atk(model, x[idx], y[idx], threat, targets=tg, batch_size=None, device=job.device, adaptive=adaptive)
+        given = clean_logits[idx] if verify is None else None  # a wrapper's logits differ from the deployed model's
+        res = atk(model, x[idx], y[idx], threat, targets=tg, batch_size=None, device=job.device, adaptive=adaptive, clean_logits=given)
         ok = res.success
         logits = res.adv_logits if res.adv_logits is not None else _logits(model, res.x_adv)
-        overhead = 2 * int(idx.numel())
+        overhead = int(res.checks.sum()) if res.checks is not None else 2 * int(idx.numel())
         if verify is not None:
             logits = _logits(verify, res.x_adv)
             overhead += int(idx.numel())
@@ -250,7 +252,7 @@ def minimal_unit(job: Job, spec: ThreatSpec, b: int, probe: dict[str, Any]) -> d
     assert atk is not None
     x, y, index, correct, logits = clean_state(job, probe, b)
     targets = targets_for(job, spec, logits, y, index)
-    res = atk(job.model, x, y, spec.threat(None), targets=targets, batch_size=None, device=job.device, adaptive=job.plan.adaptive)
+    res = atk(job.model, x, y, spec.threat(None), targets=targets, batch_size=None, device=job.device, adaptive=job.plan.adaptive, clean_logits=logits)
     norm = res.norms[spec.norm].float()
     value = torch.where(res.success, norm, torch.full_like(norm, math.inf))
     value = torch.where(correct, value, torch.zeros_like(value))
@@ -259,7 +261,7 @@ def minimal_unit(job: Job, spec: ThreatSpec, b: int, probe: dict[str, Any]) -> d
         "min_norm": _np(value).astype(np.float64),
         "x_adv": _np(res.x_adv).astype(np.float32),
         "adv_logits": _np(torch.where(res.success[:, None], res.adv_logits, logits.float())).astype(np.float32),
-        "forwards": int(res.forwards.sum()) + 2 * int(x.shape[0]),
+        "forwards": int(res.forwards.sum()) + int(res.checks.sum() if res.checks is not None else 2 * x.shape[0]),
         "backwards": int(res.backwards.sum()),
         "seconds": res.seconds,
         "attack": label(atk),
@@ -337,7 +339,7 @@ def audit_unit(job: Job, spec: ThreatSpec, b: int, probe: dict[str, Any], mains:
 
     from advlab.evaluation.ensemble import stronger
 
-    strong = stronger(first)
+    strong = stronger(first, factor=2)
     near = robust_head & torch.as_tensor(mains[-1]["margin"] <= FOCUS_MARGIN, device=job.device)
     keep("convergence", strong, run([strong], headline, near))
     out["convergence_tried"] = _np(near)
