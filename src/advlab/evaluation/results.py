@@ -26,6 +26,7 @@ from advlab.evaluation import keys
 from advlab.evaluation.aggregate import Folded
 from advlab.evaluation.audit import ACTIONS, Check
 from advlab.evaluation.ensemble import label
+from advlab.evaluation.records import BudgetAggregate
 from advlab.evaluation.stats import clopper_pearson
 from advlab.evaluation.units import Job
 from advlab.models.kinds import input_kind, sequence_shape
@@ -72,43 +73,7 @@ def _num(v: float) -> float | None:
 
 def _threat_block(job: Job, spec: Any, folds: list[Folded], units: dict[str, Any], classes: list[str], escalated: list[str]) -> dict[str, Any]:
     y = job.y.numpy()
-    n = len(y)
-    results = []
-    for f in folds:
-        robust_after = []
-        remaining = n
-        for st in f.stages:
-            remaining -= st.broken
-            robust_after.append(remaining / n)
-        per_class = []
-        for c in range(len(classes)):
-            m = y == c
-            if m.any():
-                per_class.append({"class": classes[c], "n": int(m.sum()), "robust_accuracy": float(f.robust[m].mean())})
-        robust = int(f.robust.sum())
-        results.append(
-            {
-                "eps": f.eps,
-                "robust_accuracy": float(f.robust.mean()),
-                "robust": robust,
-                "n": n,
-                "interval": list(clopper_pearson(robust, n)),
-                "raw_robust_accuracy": float(f.raw_robust.mean()) if f.raw_robust is not None else None,
-                "stages": [
-                    {
-                        "label": st.label,
-                        "kind": st.kind,
-                        "broken": st.broken,
-                        "robust_accuracy_after": ra,
-                        "forwards": st.forwards,
-                        "backwards": st.backwards,
-                        "seconds": st.seconds,
-                    }
-                    for st, ra in zip(f.stages, robust_after, strict=True)
-                ],
-                "per_class": per_class,
-            }
-        )
+    results = [BudgetAggregate.from_fold(f, y, classes).to_dict() for f in folds]
     block: dict[str, Any] = {
         "key": spec.key,
         "threat_model": spec.threat(spec.headline).describe(),

@@ -339,7 +339,7 @@ def audit_unit(job: Job, spec: ThreatSpec, b: int, probe: dict[str, Any], mains:
 
     from advlab.evaluation.ensemble import stronger
 
-    strong = stronger(first, factor=2)
+    strong = stronger(first)
     near = robust_head & torch.as_tensor(mains[-1]["margin"] <= FOCUS_MARGIN, device=job.device)
     keep("convergence", strong, run([strong], headline, near))
     out["convergence_tried"] = _np(near)

@@ -105,7 +105,7 @@ class Square(BlackBoxAttack):
     """
 
     name = "square"
-    roles: ClassVar[tuple[Role, ...]] = (Role("cascade", 40, {"max_queries": 1000}, focus="uncertain"), Role("black-box", 10), Role("playground", 140))
+    roles: ClassVar[tuple[Role, ...]] = (Role("cascade", 40, {"max_queries": 500}, focus="uncertain"), Role("black-box", 10), Role("playground", 140))
     norms = ("linf", "l2")
     paper = "Andriushchenko et al. 2020, Square Attack: a query-efficient black-box adversarial attack via random search, arXiv:1912.00049"
     family = "score-based"
