@@ -100,22 +100,27 @@ def autoattack(model: Any, x: torch.Tensor, y: torch.Tensor, eps: float) -> dict
     """torchattacks' AutoAttack (standard), passes counted with a forward hook."""
     import torchattacks
 
-    rows = {"forwards": 0}
+    rows = {"forwards": 0, "backwards": 0}
 
-    def hook(_m: Any, inputs: Any, _o: Any) -> None:
+    def forward_hook(_m: Any, inputs: Any, _o: Any) -> None:
         rows["forwards"] += int(inputs[0].shape[0])
 
-    handle = model.register_forward_hook(hook)
+    def backward_hook(_m: Any, _gi: Any, grad_output: Any) -> None:
+        rows["backwards"] += int(grad_output[0].shape[0])
+
+    model.eval()
+    handles = [model.register_forward_hook(forward_hook), model.register_full_backward_hook(backward_hook)]
     try:
         atk = torchattacks.AutoAttack(model, norm="Linf", eps=eps, version="standard", n_classes=10, seed=0)
         start = time.perf_counter()
         x_adv = atk(x, y)
         seconds = time.perf_counter() - start
     finally:
-        handle.remove()
+        for h in handles:
+            h.remove()
     with torch.no_grad():
         robust = float((model(x_adv).argmax(1) == y).float().mean())
-    return {"seconds": seconds, "robust_accuracy": robust, "forward_rows": rows["forwards"]}
+    return {"seconds": seconds, "robust_accuracy": robust, "forwards": rows["forwards"], "backwards": rows["backwards"]}
 
 
 def main() -> None:

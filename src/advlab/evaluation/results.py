@@ -231,7 +231,7 @@ def _summary(results: dict[str, Any]) -> str:
         f"On {n} {results['data']['name']} {results['data']['split']} samples the model is "
         f"{100 * results['clean_accuracy']:.1f}% accurate; against an adversary allowed {first['threat_model']}, "
         f"its robust accuracy is {100 * head['robust_accuracy']:.1f}% (95% interval {100 * lo:.1f}-{100 * hi:.1f}%, "
-        f"n = {head['n']}; worst case per sample over the {len(first['attacks'])} attacks of the cascade"
+        f"n = {head['n']}; worst case per sample over {len(first['attacks'])} cascade attack{'s' if len(first['attacks']) != 1 else ''}"
         + (" and the audit's" if any(s["kind"] in ("audit", "minimal", "escalation") for s in head["stages"]) else "")
         + ")."
     )
