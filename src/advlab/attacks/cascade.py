@@ -46,6 +46,7 @@ class Member:
 
     attack: Attack
     focus: str = "all"
+    margin: float | None = None  # an "uncertain" member's own threshold (default: the cascade's)
 
 
 def _applies(cls: type[Attack], role: Role, threat: ThreatModel, knowledge: str) -> bool:
@@ -85,8 +86,13 @@ def role_attacks(kind: str, threat: ThreatModel, seed: int = 0, knowledge: str =
 
 def members(threat: ThreatModel, seed: int = 0, knowledge: str = "white") -> list[Member]:
     """The default cascade for ``threat``: every registered attack that declares a
-    ``"cascade"`` role and can run under it, in running order."""
-    return [Member(atk, role.focus) for role, atk in _instances("cascade", threat, seed, knowledge)]
+    ``"cascade"`` role and can run under it, in running order.  Under black-box knowledge
+    there is no cheap white-box sweep to tell which samples are near the boundary, so the
+    cascade is the preferred ``"black-box"`` attack at its full budget, on every sample."""
+    if knowledge == "black":
+        found = role_attacks("black-box", threat, seed, knowledge)
+        return [Member(found[0])] if found else []
+    return [Member(atk, role.focus, role.margin) for role, atk in _instances("cascade", threat, seed, knowledge)]
 
 
 def playground_attacks() -> dict[str, type[Attack]]:
@@ -148,7 +154,7 @@ def run_cascade(
             atk = atk.replace(loss=loss_hint)
         active = ~found
         if member.focus == "uncertain":
-            active &= ~measured | (margin <= focus_margin)
+            active &= ~measured | (margin <= (focus_margin if member.margin is None else member.margin))
         pos = active.nonzero().squeeze(1)
         if pos.numel() == 0:
             continue
@@ -187,4 +193,4 @@ def run_cascade(
 
 def describe(cascade: list[Member]) -> list[dict[str, Any]]:
     """The members as JSON (name, parameters, focus)."""
-    return [{"name": c.attack.name, **c.attack.params(), "focus": c.focus} for c in cascade]
+    return [{"name": c.attack.name, **c.attack.params(), "focus": c.focus, "margin": c.margin} for c in cascade]

@@ -36,11 +36,11 @@ __all__ = ["Ensemble"]
 log = logging.getLogger(__name__)
 
 _WHEN = ("targeted", "untargeted")
-_KEYS = ("when", "focus")
+_KEYS = ("when", "focus", "margin")
 
 
 def _split(spec: Any) -> tuple[Any, str | None, str]:
-    """A member spec without its ``when`` and ``focus`` keys, and those keys."""
+    """A member spec without its ``when``, ``focus`` and ``margin`` keys, and the first two."""
     if not isinstance(spec, dict):
         return spec, None, "all"
     when, focus = spec.get("when"), spec.get("focus", "all")
@@ -137,11 +137,11 @@ class Ensemble(Attack):
         if self.attacks is None:
             return default_cascade(threat, self.seed, self.knowledge_limit)
         out = []
-        for spec in self.attacks:
-            spec, when, focus = _split(spec)
+        for raw in self.attacks:
+            spec, when, focus = _split(raw)
             atk = make_attack(self._seeded(spec))
             if _applies(atk, when, threat):
-                out.append(Member(atk, focus))
+                out.append(Member(atk, focus, raw.get("margin") if isinstance(raw, dict) else None))
             elif when is None:
                 log.warning("ensemble: skipping member %r, which cannot run under %s", atk, threat.describe())
         return out

@@ -44,6 +44,10 @@ class Role:
         (only the samples the earlier members left near the decision boundary).
     norms:
         Limit the role to these norms (default: every norm the attack supports).
+    margin:
+        ``"uncertain"`` members only: their own threshold on the relative margin left
+        (default: the cascade's ``focus_margin``), for a member spent only on the samples
+        closest to the boundary.
     """
 
     kind: str
@@ -52,6 +56,7 @@ class Role:
     when: str | None = None
     focus: str = "all"
     norms: tuple[str, ...] | None = None
+    margin: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ROLE_KINDS:

@@ -67,13 +67,14 @@ def build_cascade(spec: ThreatSpec, seed: int) -> list[Member]:
     chosen = []
     for entry in spec.attacks:
         focus = entry.get("focus", "all") if isinstance(entry, dict) else "all"
-        atk = make_attack({k: v for k, v in entry.items() if k != "focus"} if isinstance(entry, dict) else entry)
+        margin = entry.get("margin") if isinstance(entry, dict) else None
+        atk = make_attack({k: v for k, v in entry.items() if k not in ("focus", "margin")} if isinstance(entry, dict) else entry)
         if not isinstance(entry, Attack):
             atk = atk.replace(seed=seed)
         atk.check_threat(threat)
         if spec.knowledge == "black" and atk.knowledge != "black":
             raise ValueError(f"attack {atk.name!r} needs {atk.knowledge}-box access, but the threat model is black-box")
-        chosen.append(Member(atk, focus))
+        chosen.append(Member(atk, focus, margin))
     return chosen
 
 
@@ -81,7 +82,7 @@ def cascade_attack(cascade: list[Member], seed: int) -> Attack:
     """The ``ensemble`` attack that runs ``cascade`` (the one cascade loop of the library)."""
     from advlab.attacks.ensemble import Ensemble
 
-    specs = [{"name": m.attack.name, **m.attack.params(), "focus": m.focus} for m in cascade]
+    specs = [{"name": m.attack.name, **m.attack.params(), "focus": m.focus, "margin": m.margin} for m in cascade]
     return Ensemble(seed=seed, attacks=specs)
 
 
