@@ -27,8 +27,8 @@ def test_every_declared_role_builds_its_attack():
 def test_default_cascades_are_what_the_registry_declares():
     linf = [(m.attack.name, m.attack.params().get("loss"), m.focus) for m in members(ThreatModel("linf", eps=0.3))]
     assert linf[0] == ("apgd", "ce", "all")
-    assert [n for n, _, _ in linf] == ["apgd", "apgd-t", "square", "square"]
-    assert [m.margin for m in members(ThreatModel("linf", eps=0.3))][-1] == 0.02  # the full budget, closest samples only
+    assert [n for n, _, _ in linf] == ["apgd", "apgd-t", "square"]
+    assert [m.focus for m in members(ThreatModel("linf", eps=0.3))] == ["all", "uncertain", "uncertain"]
     targeted = [m.attack.name for m in members(ThreatModel("linf", eps=0.3, targeted=True))]
     assert "apgd-t" not in targeted and targeted.count("apgd") == 2  # CE and DLR
     assert [m.attack.name for m in members(ThreatModel("linf", eps=0.3), knowledge="black")] == ["square"]
