@@ -307,7 +307,8 @@ class Attack:
             adv_logits = clean.clone()
             if todo.numel():
                 verifier = judge if k == 1 else Expected(model, VERIFY_FACTOR * k)
-                adv_logits[todo] = model_logits(verifier, x_adv[todo], run_model, batch_size=bs, where="the adversarial inputs")
+                verified = model_logits(verifier, x_adv[todo], run_model, batch_size=bs, where="the adversarial inputs")
+                adv_logits[todo] = verified.to(adv_logits.dtype)  # given clean logits may be float32 for a float64 model
         checks[todo] += k if k == 1 else VERIFY_FACTOR * k
         adv_pred = adv_logits.argmax(dim=1)
         success = adv_pred == goal if threat.targeted else adv_pred != goal
