@@ -61,7 +61,7 @@ def test_targeted_attack_with_a_target_rule(model_dir):
         (["attack", "pgdd", "--model", "seed-mlp", "--eps", "0.1"], "did you mean pgd"),
         (["attack", "fgsm", "--model", "seed-mlp", "--eps", "0.1", "--steps", "3"], "parameters are"),
         (["attack", "pgd", "--model", "seed-mlp"], "eps"),
-        (["attack", "pgd", "--model", "no/such/model", "--eps", "0.1"], "neither a model folder"),
+        (["attack", "pgd", "--model", "no/such/model", "--eps", "0.1"], "no such folder or file"),
         (["attack", "apgd", "--model", "seed-mlp", "--norm", "l1", "--eps", "1"], "supports norms"),
         (["attack", "pgd", "--model", "seed-mlp", "--eps", "0.1", "--param", "steps"], "key=value"),
     ],

@@ -335,6 +335,8 @@ def render_report(results: dict[str, Any], folder: str | Path) -> Path:
         "git revision": env.get("git_revision") or "-",
         "created": results["created"],
     }
+    if results.get("kind") != "graph":
+        facts["preprocessing"] = results["model"].get("preprocessing") or "none: the model takes [0, 1] pixels"
     return Path(
         api.write_report(
             folder,

@@ -27,6 +27,7 @@ from advlab.evaluation.audit import ACTIONS, Check
 from advlab.evaluation.ensemble import label
 from advlab.evaluation.units import Job
 from advlab.models.kinds import input_kind, sequence_shape
+from advlab.models.preprocessing import InputAdapter
 
 __all__ = ["SCHEMA", "EvaluationResult", "build_results", "write_json", "comparable", "environment"]
 
@@ -321,6 +322,7 @@ def build_results(
             "class": type(job.model).__name__,
             "declares_adaptive": job.declares_adaptive,
             "input_kind": input_kind(job.model, list(job.x.shape[1:])),
+            "preprocessing": job.model.describe() if isinstance(job.model, InputAdapter) else None,
         },
         "data": {"name": data_name, "split": split, "samples": job.n, "classes": classes},
         "clean_accuracy": float((clean_pred == y).mean()),

@@ -54,7 +54,7 @@ def _no_progress(description: str, total: int) -> Iterator[Callable[[int], None]
 def load_victim(model: nn.Module | str | Path) -> tuple[nn.Module, str]:
     """A model and its name from a module, a saved model folder or a model-zoo name."""
     if isinstance(model, nn.Module):
-        return model, type(model).__name__
+        return model, str(getattr(model, "advlab_name", "") or type(model).__name__)
     from advlab.models import load_model, trained_model
 
     path = Path(model)
@@ -83,6 +83,7 @@ def load_samples(data: Any, split: str, samples: int) -> tuple[torch.Tensor, tor
             raise ValueError(f"split must be 'test' or 'train', got {split!r}")
         x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
         classes = list(getattr(data, "classes", []) or [])
+        name = str(getattr(data, "name", "") or name)
     x = as_input_tensor(x, (0.0, 1.0), device="cpu")
     y = as_label_tensor(y, x.shape[0], None, device="cpu")
     if samples > x.shape[0]:

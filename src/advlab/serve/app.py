@@ -216,7 +216,7 @@ def create_app(
         else:
             model, name = trained_model("seed-mlp"), "seed-mlp"
     else:
-        name = type(model).__name__
+        name = str(getattr(model, "advlab_name", "") or type(model).__name__)
     state = Playground(model, name, Path(runs_dir), time_limit)
 
     app = FastAPI(
