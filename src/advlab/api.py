@@ -8,6 +8,7 @@ from torch import nn
 
 from advlab.attacks.base import Attack
 from advlab.attacks.registry import get_attack
+from advlab.progress import track
 from advlab.result import AttackResult
 from advlab.threat import ThreatModel
 
@@ -31,9 +32,15 @@ def attack(
     >>> result = advlab.attack("pgd", model, x, y, ThreatModel("linf", eps=0.3), steps=40)  # doctest: +SKIP
 
     A defended model is attacked the way it declares (BPDA, EOT, a loss on logits) unless
-    ``adaptive=False``.
+    ``adaptive=False``.  Query-based (black- and gray-box) attacks show their progress per
+    batch (:mod:`advlab.progress`; ``ADVLAB_PROGRESS=off`` silences it).
     """
     atk = name if isinstance(name, Attack) else get_attack(name, **params)
     if threat is None:
         raise ValueError("attack() needs a ThreatModel, e.g. ThreatModel('linf', eps=0.3)")
-    return atk(model, x, y, threat, targets=targets, batch_size=batch_size, adaptive=adaptive)
+    if atk.knowledge == "white":
+        return atk(model, x, y, threat, targets=targets, batch_size=batch_size, adaptive=adaptive)
+    # query-based attacks run for minutes: show their progress (per batch) as advlab.progress does
+    n = len(x) if hasattr(x, "__len__") else 0
+    with track(None, f"{atk.name} on {n} inputs", n) as advance:
+        return atk(model, x, y, threat, targets=targets, batch_size=batch_size, adaptive=adaptive, progress=advance)

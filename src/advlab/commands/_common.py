@@ -31,12 +31,12 @@ def user_errors() -> Iterator[None]:
 
 @contextmanager
 def progress_bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar; yields ``advance(n)``."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    """The library's progress display (:func:`advlab.progress.progress`): a bar with an ETA on
+    a terminal, plain periodic lines elsewhere; yields ``advance(n)``."""
+    from advlab.progress import progress
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=False) as p:
-        task = p.add_task(description, total=total)
-        yield lambda n: p.advance(task, n)
+    with progress(description, total) as advance:
+        yield advance
 
 
 def console() -> Any:

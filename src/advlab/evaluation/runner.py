@@ -51,6 +51,13 @@ def _no_progress(description: str, total: int) -> Iterator[Callable[[int], None]
     yield lambda n: None
 
 
+def _default_progress(cluster: Cluster) -> Progress:
+    """The library's progress display on the main process, nothing on the other ranks."""
+    from advlab.progress import progress
+
+    return progress if cluster.main else _no_progress
+
+
 def load_victim(model: nn.Module | str | Path) -> tuple[nn.Module, str]:
     """A model and its name from a module, a saved model folder or a model-zoo name."""
     if isinstance(model, nn.Module):
@@ -145,7 +152,7 @@ def evaluate(
         local GPU, or the CPU with gloo.
     progress:
         ``progress(description, total)`` returning a context manager that yields
-        ``advance(n)`` (the CLI's progress bars).
+        ``advance(n)`` (the CLI's progress bars); by default :func:`advlab.progress.progress`.
 
     Returns
     -------
@@ -172,7 +179,7 @@ def evaluate(
         out, report = tmp.name, False
     folder = Path(out)
     try:
-        return _run(victim, model_name, x, y, classes, data_name, split, the_plan, folder, cluster, progress or _no_progress, report)
+        return _run(victim, model_name, x, y, classes, data_name, split, the_plan, folder, cluster, progress or _default_progress(cluster), report)
     finally:
         cluster.close()
         if tmp is not None:
