@@ -18,11 +18,12 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from advlab.model_check import model_dtype, model_logits
 from advlab.norms import NORM_NAMES, get_norm
 from advlab.result import AttackResult
 from advlab.rng import CounterRNG
 from advlab.threat import ThreatModel
-from advlab.validation import InputError, as_input_tensor, as_label_tensor, check_logits
+from advlab.validation import InputError, as_input_tensor, as_label_tensor
 from advlab.victim import Victim, frozen, run_model
 
 __all__ = ["Attack", "Batch", "AttackError", "model_device", "choose_targets", "TARGET_RULES"]
@@ -45,6 +46,7 @@ class Batch:
     y_true: the true labels.
     index: global sample indices (for :class:`~advlab.rng.CounterRNG`).
     num_classes: number of classes of the model.
+    logits: the model's clean logits on ``x`` (already paid for by the base class), when known.
     """
 
     x: Tensor
@@ -52,6 +54,7 @@ class Batch:
     y_true: Tensor
     index: Tensor
     num_classes: int
+    logits: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -97,6 +100,10 @@ class Attack:
     knowledge: ClassVar[str] = "white"
     family: ClassVar[str] = "other"
     uses_gradients: ClassVar[bool] = True
+    # The first pass of ``_run`` is a forward pass (with graph) on exactly the clean inputs:
+    # the base class then keeps the graph of its own clean pass and hands it over (the Victim
+    # checks that the inputs match before reusing it).
+    starts_at_clean: ClassVar[bool] = False
 
     seed: int = 0
 
@@ -104,6 +111,11 @@ class Attack:
     def _run(self, victim: Victim, batch: Batch, threat: ThreatModel, rng: CounterRNG) -> Tensor:
         """Return adversarial inputs for ``batch`` (shape of ``batch.x``)."""
         raise NotImplementedError
+
+    def opens_at_clean(self, threat: ThreatModel) -> bool:
+        """Whether this run's first pass is a gradient pass at the clean inputs
+        (:attr:`starts_at_clean`; attacks whose start depends on a parameter override this)."""
+        return self.starts_at_clean
 
     # ------------------------------------------------------------------ parameters
     def params(self) -> dict[str, Any]:
@@ -143,6 +155,7 @@ class Attack:
         device: torch.device | str | None = None,
         progress: Callable[[int], None] | None = None,
         adaptive: bool = True,
+        clean_logits: Any = None,
     ) -> AttackResult:
         """Attack ``model`` on inputs ``x`` with true labels ``y`` under ``threat``.
 
@@ -168,12 +181,28 @@ class Attack:
             logits; see :mod:`advlab.defenses.adaptive`).  ``False`` attacks the deployed
             model naively, to show what gradient masking hides.  Success is always judged
             on the deployed model.
+        clean_logits:
+            The model's logits on ``x`` (shape ``(N, C)``) when the caller already has them
+            (an evaluation running several attacks): the clean pass is then skipped.  They
+            decide which samples are already adversarial and the reported clean predictions,
+            so they must come from this model on these inputs.
+
+        Cost: one clean forward pass per batch (skipped with ``clean_logits``; for an attack
+        whose first step is a gradient at the clean inputs, it *is* that step's forward pass,
+        handed over with its graph), the attack's own passes (``result.forwards`` /
+        ``result.backwards`` per sample; samples adversarial from the start are charged
+        nothing), and one forward pass on the attacked rows' outputs to verify them
+        (``result.checks`` counts the library's own passes, so ``forwards + checks`` is every
+        row pushed through the model).  Batches are checked and attacked one after another:
+        a model returning non-finite logits on a later batch is refused when that batch is
+        reached.  ``result.seconds`` covers the clean passes and the attack, not the
+        verification.
         """
         self.check_threat(threat)
         if not isinstance(model, nn.Module):
             raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         dev = torch.device(device) if device is not None else model_device(model)
-        x_t = as_input_tensor(x, threat.box, device=dev)
+        x_t = as_input_tensor(x, threat.box, device=dev, dtype=model_dtype(model))
         n = x_t.shape[0]
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             raise InputError(f"batch_size must be a positive int or None, got {batch_size!r}")
@@ -186,40 +215,64 @@ class Attack:
             runner, attacked = adapt(self, model)
 
         with frozen(model):
-            clean_logits = torch.cat(
-                [check_logits(_no_grad(model, x_t[i : i + bs]), min(bs, n - i)) for i in range(0, n, bs)]
-            )
-            num_classes = clean_logits.shape[1]
-            y_t = as_label_tensor(y, n, num_classes, device=dev)
-            target_t = self._targets(threat, targets, clean_logits, y_t, n, num_classes, dev)
-            goal = target_t if target_t is not None else y_t
-            clean_pred = clean_logits.argmax(dim=1)
-            already = clean_pred == goal if threat.targeted else clean_pred != goal
-
+            given = None if clean_logits is None else _given_logits(clean_logits, n, dev)
+            share = given is None and attacked is model and runner.opens_at_clean(threat)
+            clean = torch.empty(0)
+            y_t = goal = target_t = None
             x_adv = x_t.clone()
             forwards = torch.zeros(n, dtype=torch.long, device=dev)
             backwards = torch.zeros(n, dtype=torch.long, device=dev)
-            todo = (~already).nonzero().squeeze(1)
+            # the library's own passes per row: the clean pass (unless the caller gave the
+            # logits, or the attack's first pass was that pass) and the verification
+            checks = torch.full((n,), 0 if given is not None else 1, dtype=torch.long, device=dev)
+            attacked_rows = []
             start = time.perf_counter()
-            done = int(already.sum())
-            if progress is not None and done:
-                progress(done)
-            for i in range(0, todo.numel(), bs):
-                sel = todo[i : i + bs]
-                batch = Batch(x=x_t[sel], y=goal[sel], y_true=y_t[sel], index=sel, num_classes=num_classes)
-                victim = Victim(attacked, len(sel), dev)
-                out = runner._run(victim, batch, threat, rng)
-                if not isinstance(out, Tensor) or out.shape != batch.x.shape:
-                    raise AttackError(f"attack {self.name!r} returned {getattr(out, 'shape', out)!r}, expected {tuple(batch.x.shape)}")
-                out = torch.nan_to_num(out.detach().to(x_t.dtype), nan=0.0)
-                x_adv[sel] = threat.project(out, batch.x)
-                forwards[sel] = victim.forwards
-                backwards[sel] = victim.backwards
+            for i in range(0, n, bs):
+                xb = x_t[i : i + bs]
+                logits_b, graph = (given[i : i + bs], None) if given is not None else _clean_pass(model, xb, share, i)
+                if i == 0:  # the labels and targets are checked before any attack runs
+                    clean = logits_b.new_empty((n, logits_b.shape[1])) if given is None else given
+                    y_t = as_label_tensor(y, n, clean.shape[1], device=dev)
+                    target_t = self._targets(threat, targets, y_t, n, clean.shape[1], dev)
+                    goal = target_t if target_t is not None else y_t
+                assert y_t is not None and goal is not None
+                if given is None:
+                    clean[i : i + bs] = logits_b
+                rows = torch.arange(i, i + len(xb), device=dev)
+                if isinstance(targets, str) and target_t is not None:
+                    target_t[rows] = choose_targets(targets, logits_b, y_t[rows], rows, self.seed)
+                pred_b = logits_b.argmax(dim=1)
+                already = pred_b == goal[rows] if threat.targeted else pred_b != goal[rows]
+                pos = (~already).nonzero().squeeze(1)
+                if pos.numel():
+                    sel = rows[pos]
+                    attacked_rows.append(sel)
+                    batch = Batch(x=xb[pos], y=goal[sel], y_true=y_t[sel], index=sel, num_classes=clean.shape[1], logits=logits_b[pos])
+                    victim = Victim(attacked, len(sel), dev)
+                    if graph is not None and pos.numel() >= _SHARE_MIN * len(xb):
+                        victim.share_clean_pass(batch.x, graph[0], graph[1], None if pos.numel() == len(xb) else pos)
+                    del graph
+                    out = runner._run(victim, batch, threat, rng)
+                    if not isinstance(out, Tensor) or out.shape != batch.x.shape:
+                        raise AttackError(f"attack {self.name!r} returned {getattr(out, 'shape', out)!r}, expected {tuple(batch.x.shape)}")
+                    out = torch.nan_to_num(out.detach().to(x_t.dtype), nan=0.0)
+                    x_adv[sel] = threat.project(out, batch.x)
+                    forwards[sel] = victim.forwards
+                    backwards[sel] = victim.backwards
+                    if victim.reused_clean_pass:
+                        checks[sel] -= 1  # counted in forwards, as the attack's first pass
                 if progress is not None:
-                    progress(len(sel))
+                    progress(len(xb))
             seconds = time.perf_counter() - start
+            assert y_t is not None and goal is not None
+            clean_pred = clean.argmax(dim=1)
+            todo = torch.cat(attacked_rows) if attacked_rows else torch.zeros(0, dtype=torch.long, device=dev)
 
-            adv_logits = torch.cat([_no_grad(model, x_adv[i : i + bs]) for i in range(0, n, bs)])
+            # Verification: only the attacked rows changed; the others keep their clean logits.
+            adv_logits = clean.clone()
+            if todo.numel():
+                adv_logits[todo] = model_logits(model, x_adv[todo], run_model, batch_size=bs, where="the adversarial inputs")
+        checks[todo] += 1
         adv_pred = adv_logits.argmax(dim=1)
         success = adv_pred == goal if threat.targeted else adv_pred != goal
         delta = x_adv - x_t
@@ -234,6 +287,7 @@ class Attack:
             norms=norms,
             forwards=forwards,
             backwards=backwards,
+            checks=checks,
             seconds=seconds,
             attack=self.name,
             threat=threat,
@@ -242,9 +296,8 @@ class Attack:
             adv_confidence=conf,
         )
 
-    def _targets(
-        self, threat: ThreatModel, targets: Any, logits: Tensor, y: Tensor, n: int, c: int, dev: torch.device
-    ) -> Tensor | None:
+    def _targets(self, threat: ThreatModel, targets: Any, y: Tensor, n: int, c: int, dev: torch.device) -> Tensor | None:
+        """The target labels (a rule's are filled in batch by batch, from the clean logits)."""
         if not threat.targeted:
             if targets is not None:
                 raise InputError("targets were given but the threat model is untargeted (use targeted=True)")
@@ -254,7 +307,9 @@ class Attack:
                 f"a targeted threat model needs targets=: a label tensor or one of {TARGET_RULES}"
             )
         if isinstance(targets, str):
-            return choose_targets(targets, logits, y, torch.arange(n, device=dev), self.seed)
+            if targets not in TARGET_RULES:
+                raise InputError(f"unknown target rule {targets!r}; expected a label tensor or one of {TARGET_RULES}")
+            return torch.empty_like(y)
         t = as_label_tensor(targets, n, c, name="targets", device=dev)
         if bool((t == y).any()):
             raise InputError(f"targets equal the true label for {int((t == y).sum())} sample(s); a target must differ from y")
@@ -265,7 +320,28 @@ class Attack:
         return f"{type(self).__name__}({inner})"
 
 
-def _no_grad(model: nn.Module, x: Tensor) -> Tensor:
-    with torch.no_grad():
-        return run_model(model, x)
+# The clean pass is handed to the attack only when at least this share of its rows is attacked:
+# the first backward pass then runs through every row of it (those already adversarial get a
+# zero gradient and are not charged), which costs more than a fresh pass on the attacked rows
+# alone when many are left out (a backward pass costs about two forward passes).
+_SHARE_MIN = 0.75
 
+
+def _clean_pass(model: nn.Module, x: Tensor, keep_graph: bool, offset: int) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
+    """The checked clean logits of one batch (rows ``offset`` on) and, with ``keep_graph``,
+    the pass itself (input leaf and logits with their autograd graph) for the attack's first
+    gradient step."""
+    leaf = x.detach().requires_grad_(True) if keep_graph else x
+    out = model_logits(model, leaf, run_model, grad=keep_graph, offset=offset)
+    return out.detach(), ((leaf, out) if out.requires_grad else None)
+
+
+def _given_logits(logits: Any, n: int, dev: torch.device) -> Tensor:
+    """Clean logits a caller already computed (``clean_logits=``), checked like the model's own."""
+    if not isinstance(logits, Tensor):
+        raise InputError(f"clean_logits must be a tensor of shape ({n}, C), got {type(logits).__name__}")
+    if logits.dim() != 2 or logits.shape[0] != n:
+        raise InputError(f"clean_logits has shape {tuple(logits.shape)}; expected ({n}, C), one row of logits per input")
+    if not logits.is_floating_point() or not bool(torch.isfinite(logits).all()):
+        raise InputError("clean_logits must be finite floating-point logits (recompute them with the model, or leave clean_logits out)")
+    return logits.detach().to(dev)
