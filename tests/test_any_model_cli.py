@@ -245,7 +245,7 @@ def _npz(tmp_path, x, y):
 def test_data_that_does_not_fit_the_model_is_refused_before_any_attack(tmp_path, digits):
     x, y = digits
     # shape: 32x32 images for a 28x28 model
-    _fails(["evaluate", "seed-mlp", "--out", str(tmp_path / "o"), "--data", _npz(tmp_path, np.zeros((4, 1, 32, 32), np.float32), y[:4])], "cannot take", "(1, 32, 32)")
+    _fails(["evaluate", "seed-mlp", "--out", str(tmp_path / "o"), "--data", _npz(tmp_path, np.zeros((4, 1, 32, 32), np.float32), y[:4])], "does not fit the model", "cannot take x of shape (2, 1, 32, 32)", "784 values per sample")
     # range: bytes stored as float without --box
     _fails(["attack", "fgsm", "--model", "seed-mlp", "--eps", "0.1", "--data", _npz(tmp_path, x.astype(np.float32), y)], "outside the box [0, 1]", "--box 0,255")
     # dtype

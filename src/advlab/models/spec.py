@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from advlab.models.preprocessing import InputAdapter
@@ -160,19 +159,15 @@ def load_weights(model: nn.Module, weights: str | Path) -> nn.Module:
     p = Path(weights)
     if p.suffix.lower() in PICKLE_SUFFIXES:
         raise InputError(f"--weights {p}: advlab loads .safetensors only, never a pickle; convert with safetensors.torch.save_file(model.state_dict(), 'model.safetensors')")
-    if not p.is_file():
-        raise InputError(f"--weights {p}: no such file")
-    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    try:
-        state = load_file(str(p))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise InputError(f"--weights {p} is not a readable safetensors file: {exc}") from None
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}" for k in sorted(set(state) & set(expected)) if state[k].shape != expected[k].shape]
+    from advlab.models.io import weights_header
+
+    header = weights_header(p)  # refuses pickles, truncated files and other formats by their bytes
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(set(expected) - set(header))
+    unexpected = sorted(set(header) - set(expected))
+    shapes = [f"{k} {header[k]} vs {expected[k]}" for k in sorted(set(header) & set(expected)) if header[k] != expected[k]]
     if missing or unexpected or shapes:
         parts = []
         if missing:
@@ -182,6 +177,7 @@ def load_weights(model: nn.Module, weights: str | Path) -> nn.Module:
         if shapes:
             parts.append(f"shape mismatches (file vs model) {_few(shapes)}")
         raise InputError(f"--weights {p} does not fit the model {type(model).__name__}: " + "; ".join(parts))
+    state = load_file(str(p))
     model.load_state_dict(state, strict=True)
     return model
 
@@ -197,24 +193,13 @@ def check_model_inputs(model: nn.Module, x: Tensor, num_classes: int | None = No
     model refuses the data's shape, returns something other than an ``(N, K)`` float tensor,
     or has fewer outputs than the labels need: before any attack runs.
     """
-    probe = x[:2].detach()
+    from advlab.model_check import model_logits
+
     try:
-        with torch.no_grad():
-            out = model(probe)
-    except InputError:
-        raise
-    except Exception as exc:  # the model's own complaint, e.g. a shape mismatch in a layer
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(
-            f"the model cannot take {what}: inputs of shape {tuple(x.shape[1:])} ({x.dtype}, values in "
-            f"[{float(x.min()):.3g}, {float(x.max()):.3g}]) fail with: {first}"
-        ) from None
-    if not isinstance(out, Tensor) or not out.dtype.is_floating_point or out.dim() != 2 or out.shape[0] != probe.shape[0]:
-        got = f"a {type(out).__name__}" if not isinstance(out, Tensor) else f"shape {tuple(out.shape)}, {out.dtype}"
-        raise InputError(f"the model must return logits of shape (N, classes) for {what} of shape {tuple(x.shape[1:])}; it returned {got}")
+        out = model_logits(model, x[:2].detach(), lambda m, xb: m(xb), where=what)
+    except InputError as exc:
+        raise InputError(f"{what} does not fit the model (values in [{float(x.min()):.3g}, {float(x.max()):.3g}]): {exc}") from None
     k = int(out.shape[1])
     if num_classes is not None and k < num_classes:
         raise InputError(f"{what} has {num_classes} classes but the model returns {k} logits")
-    if not bool(torch.isfinite(out).all()):
-        raise InputError(f"the model returns NaN or infinite logits on {what}; check its input range (--box, --mean/--std)")
     return k
