@@ -102,15 +102,25 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
 
         from advlab.attacks import available_attacks
 
+        attacks = available_attacks()
+        out = console()
+        # The name is never cut and nothing is dropped: below 120 columns the paper goes on a
+        # second line under the family, and long cells wrap at word boundaries.
+        narrow = out.width < 120
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-        for col in ("name", "norms", "targeted", "family"):
-            table.add_column(col, no_wrap=True)
-        table.add_column("paper")
-        for key, cls in available_attacks().items():
+        table.add_column("name", no_wrap=True, min_width=max(len(k) for k in attacks))
+        table.add_column("norms", min_width=7)
+        table.add_column("targeted", no_wrap=True)
+        table.add_column("family / paper" if narrow else "family", ratio=1 if narrow else None, overflow="fold")
+        if not narrow:
+            table.add_column("paper")
+        for key, cls in attacks.items():
             kind = "yes" if cls.supports_targeted and cls.supports_untargeted else "only" if cls.supports_targeted else "no"
             family = cls.family + (", minimal" if cls.minimal else "") + ("" if cls.knowledge == "white" else f", {cls.knowledge} box")
-            table.add_row(key, " ".join(cls.norms), kind, family, short_paper(cls.paper))
-        console().print(table)
+            paper = short_paper(cls.paper)
+            cells = [f"{family}\n[dim]{paper}[/]"] if narrow else [family, paper]
+            table.add_row(key, " ".join(cls.norms), kind, *cells)
+        out.print(table)
 
 
 def _minimal_names() -> list[str]:
