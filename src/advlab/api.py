@@ -25,6 +25,7 @@ def attack(
     targets: Any = None,
     batch_size: int | None = 500,
     adaptive: bool = True,
+    draws: int | None = None,
     **params: Any,
 ) -> AttackResult:
     """Run attack ``name`` (with hyperparameters ``params``) on ``model``.
@@ -32,15 +33,17 @@ def attack(
     >>> result = advlab.attack("pgd", model, x, y, ThreatModel("linf", eps=0.3), steps=40)  # doctest: +SKIP
 
     A defended model is attacked the way it declares (BPDA, EOT, a loss on logits) unless
-    ``adaptive=False``.  Query-based (black- and gray-box) attacks show their progress per
-    batch (:mod:`advlab.progress`; ``ADVLAB_PROGRESS=off`` silences it).
+    ``adaptive=False``. A randomized model (``randomized = True``, or ``draws=k``) is judged
+    by its expected prediction over ``k`` forward passes (:mod:`advlab.expectation`).
+    Query-based (black- and gray-box) attacks show their progress per batch
+    (:mod:`advlab.progress`; ``ADVLAB_PROGRESS=off`` silences it).
     """
     atk = name if isinstance(name, Attack) else get_attack(name, **params)
     if threat is None:
         raise ValueError("attack() needs a ThreatModel, e.g. ThreatModel('linf', eps=0.3)")
     if atk.knowledge == "white":
-        return atk(model, x, y, threat, targets=targets, batch_size=batch_size, adaptive=adaptive)
+        return atk(model, x, y, threat, targets=targets, batch_size=batch_size, adaptive=adaptive, draws=draws)
     # query-based attacks run for minutes: show their progress (per batch) as advlab.progress does
     n = len(x) if hasattr(x, "__len__") else 0
     with track(None, f"{atk.name} on {n} inputs", n) as advance:
-        return atk(model, x, y, threat, targets=targets, batch_size=batch_size, adaptive=adaptive, progress=advance)
+        return atk(model, x, y, threat, targets=targets, batch_size=batch_size, adaptive=adaptive, draws=draws, progress=advance)
