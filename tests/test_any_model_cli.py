@@ -300,3 +300,11 @@ def test_file_py_factory_spec(tmp_path, weights):
     reference = load_weights(user_mlp(), weights)
     z = torch.rand(3, 1, 28, 28)
     assert torch.equal(resolved.module(z), reference(z)) and resolved.source == "factory"
+
+
+def test_input_adapter_passes_hidden_activations_through(seed_mlp, mnist, weights):
+    """The playground draws a wrapped model's hidden layer when the model has one."""
+    x = mnist.x_test[:3]
+    wrapped = InputAdapter(seed_mlp, mean=(0.0,), std=(2.0,))
+    assert torch.allclose(wrapped.activations(x)["hidden"], seed_mlp.activations(x / 2)["hidden"])
+    assert not hasattr(InputAdapter(user_mlp()), "activations")

@@ -11,6 +11,7 @@ model, so everything outside it stays in pixel space.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -65,12 +66,25 @@ class InputAdapter(nn.Module):
             raise InputError(f"--mean/--std have {v.numel()} values but the inputs have shape {tuple(x.shape[1:])} ({x.shape[1] if x.dim() > 1 else 0} channels)")
         return v.reshape(1, -1, *([1] * (x.dim() - 2)))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def prepare(self, x: Tensor) -> Tensor:
+        """What the wrapped model receives for pixel-space ``x``."""
         lo, hi = self.box
         raw = x * (hi - lo) + lo if (lo, hi) != (0.0, 1.0) else x
         mean_t, std_t = self.get_buffer("_mean"), self.get_buffer("_std")
         mean, std = self._per_channel(mean_t.to(x), x), self._per_channel(std_t.to(x), x)
-        return self.model((raw - mean) / std)
+        return (raw - mean) / std
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(self.prepare(x))
+
+    @property
+    def activations(self) -> Any:
+        """The wrapped model's ``activations(x)`` (hidden layer, logits...) on pixel-space ``x``,
+        when it has one (the playground draws them); otherwise no such attribute."""
+        inner = getattr(self.model, "activations", None)
+        if inner is None:
+            raise AttributeError("activations")
+        return lambda x: inner(self.prepare(x))
 
     def describe(self) -> str:
         """One line for reports: what the model sees."""
