@@ -308,3 +308,12 @@ def test_input_adapter_passes_hidden_activations_through(seed_mlp, mnist, weight
     wrapped = InputAdapter(seed_mlp, mean=(0.0,), std=(2.0,))
     assert torch.allclose(wrapped.activations(x)["hidden"], seed_mlp.activations(x / 2)["hidden"])
     assert not hasattr(InputAdapter(user_mlp()), "activations")
+
+
+def test_onnx_without_the_extra_names_the_install(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnx2torch", None)  # as if it were not installed
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"not really onnx")
+    _fails(["attack", "fgsm", "--model", str(path), "--eps", "0.1"], "pip install 'advlab[onnx]'")

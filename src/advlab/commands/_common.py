@@ -14,8 +14,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 def fail(message: str, code: int = 2) -> None:
     """Print an error in red and exit with ``code`` (no traceback)."""
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True).print(f"[bold red]error:[/] {message}")
+    # escaped: a message may hold brackets ("pip install 'advlab[onnx]'") that are not markup
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code)
 
 

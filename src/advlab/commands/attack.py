@@ -80,7 +80,7 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
             x, y = dataset.x_test[:count], dataset.y_test[:count]
             net = resolved.module
             if resolved.preprocessing:
-                console().print(f"[dim]{resolved.preprocessing}[/]")
+                console().print(resolved.preprocessing, style="dim", markup=False)
             if device is not None:
                 net = net.to(device)
             with progress_bar(f"{atk.name} on {len(x)} images", total=len(x)) as advance:
@@ -99,6 +99,7 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
         """Attacks: name, norms, targeted, family and paper."""
         from rich import box
         from rich.table import Table
+        from rich.text import Text
 
         from advlab.attacks import available_attacks
 
@@ -118,7 +119,7 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
             kind = "yes" if cls.supports_targeted and cls.supports_untargeted else "only" if cls.supports_targeted else "no"
             family = cls.family + (", minimal" if cls.minimal else "") + ("" if cls.knowledge == "white" else f", {cls.knowledge} box")
             paper = short_paper(cls.paper)
-            cells = [f"{family}\n[dim]{paper}[/]"] if narrow else [family, paper]
+            cells = [Text(family + "\n") + Text(paper, style="dim")] if narrow else [Text(family), Text(paper)]
             table.add_row(key, " ".join(cls.norms), kind, *cells)
         out.print(table)
 

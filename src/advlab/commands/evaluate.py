@@ -79,7 +79,7 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
             resolved, dataset = load_inputs(model, data, weights=weights, mean=mean, std=std, box=box)
             rank = int(os.environ.get("RANK", "0"))
             if rank == 0 and resolved.preprocessing:
-                console().print(f"[dim]{resolved.preprocessing}[/]")
+                console().print(resolved.preprocessing, style="dim", markup=False)
             bar = progress_bar if rank == 0 else None
             result = run(resolved.module, dataset, the_plan, out=out, device=device, progress=bar, report=report)
             if rank == 0:

@@ -37,7 +37,10 @@ def _converter() -> Any:
         raise InputError(f"loading an .onnx model needs the onnx packages: {INSTALL}") from None
     if "onnx2torch" not in sys.modules:
         _import_without_torchvision()
-    return importlib.import_module("onnx2torch").convert
+    try:
+        return importlib.import_module("onnx2torch").convert
+    except ImportError as exc:
+        raise InputError(f"loading an .onnx model needs onnx2torch ({exc}): {INSTALL}") from None
 
 
 def _import_without_torchvision() -> None:
