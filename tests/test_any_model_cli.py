@@ -317,3 +317,8 @@ def test_onnx_without_the_extra_names_the_install(tmp_path, monkeypatch):
     path = tmp_path / "model.onnx"
     path.write_bytes(b"not really onnx")
     _fails(["attack", "fgsm", "--model", str(path), "--eps", "0.1"], "pip install 'advlab[onnx]'")
+
+
+def test_a_small_file_names_the_samples_it_has(npz, tmp_path):
+    path, _, _ = npz
+    _fails(["evaluate", "seed-mlp", "--data", str(path), "--out", str(tmp_path / "o")], f"the data has {N}", f"--samples {N}")

@@ -94,7 +94,7 @@ def load_samples(data: Any, split: str, samples: int) -> tuple[torch.Tensor, tor
     x = as_input_tensor(x, (0.0, 1.0), device="cpu")
     y = as_label_tensor(y, x.shape[0], None, device="cpu")
     if samples > x.shape[0]:
-        raise ValueError(f"the plan asks for {samples} samples but the data has {x.shape[0]}")
+        raise ValueError(f"the plan asks for {samples} samples but the data has {x.shape[0]}; ask for at most {x.shape[0]} (samples={x.shape[0]}, or --samples {x.shape[0]} on the command line)")
     x, y = x[:samples].contiguous(), y[:samples].contiguous()
     num = int(y.max()) + 1 if len(y) else 0
     return x, y, classes or [str(i) for i in range(num)], name
