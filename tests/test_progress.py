@@ -97,3 +97,16 @@ def test_progress_false_is_silent(plain, capsys, tmp_path, seed_mlp, mnist):
     advlab.trained_model("seed-mlp", cache_dir=tmp_path, training={"epochs": 1}, progress=False)
     Universal(epochs=1).fit(seed_mlp, mnist.x_test[:4], advlab.ThreatModel("linf", eps=0.1), progress=False)
     assert "[advlab]" not in capsys.readouterr().err
+
+
+def test_query_attacks_count_progress_in_queries(plain, capsys, seed_mlp, mnist):
+    """Within a batch the unit is the query, so the time left is known before the batch ends;
+    the hook is removed afterwards and copies of the model report to the same meter."""
+    x, y = mnist.x_test[:6], mnist.y_test[:6]
+    result = advlab.attack("hopskipjump", seed_mlp, x, y, advlab.ThreatModel("l2"), max_queries=200, batch_size=6)
+    err = capsys.readouterr().err
+    counts = [int(m) for m in re.findall(r"up to 200 queries each: (\d+)/1200", err)]
+    assert counts[0] == 0 and counts[-1] == 1200 and counts == sorted(counts)
+    assert any(0 < c < 1200 for c in counts[1:-1]), err  # progress inside the one batch
+    assert int(result.queries.sum()) <= 1200
+    assert not seed_mlp._forward_hooks
