@@ -27,6 +27,7 @@ def attack(
     batch_size: int | None = 500,
     adaptive: bool = True,
     draws: int | None = None,
+    device: Any = None,
     **params: Any,
 ) -> AttackResult:
     """Run attack ``name`` (with hyperparameters ``params``) on ``model``.
@@ -44,7 +45,7 @@ def attack(
     if threat is None:
         raise ValueError("attack() needs a ThreatModel, e.g. ThreatModel('linf', eps=0.3)")
     if atk.knowledge == "white":
-        return atk(model, x, y, threat, targets=targets, batch_size=batch_size, adaptive=adaptive, draws=draws)
+        return atk(model, x, y, threat, targets=targets, batch_size=batch_size, adaptive=adaptive, draws=draws, device=device)
     # Query-based attacks run for minutes: show their progress.  With a per-sample query budget
     # the unit is the query (so the time left is known within a batch, as an upper bound: a
     # sample that succeeds early gives its unspent budget back when its batch ends).
@@ -53,13 +54,13 @@ def attack(
     metered = isinstance(model, nn.Module) and isinstance(budget, int) and draws is None and not getattr(model, "randomized", False)
     if not metered:
         with track(None, f"{atk.name} on {n} inputs", n) as advance:
-            return atk(model, x, y, threat, targets=targets, batch_size=batch_size, adaptive=adaptive, draws=draws, progress=advance)
+            return atk(model, x, y, threat, targets=targets, batch_size=batch_size, adaptive=adaptive, draws=draws, device=device, progress=advance)
     assert isinstance(budget, int)
     with track(None, f"{atk.name} on {n} inputs, up to {budget} queries each", n * budget) as advance:
         meter = _QueryMeter(advance, n * budget, budget)
         handle = model.register_forward_hook(meter.queried)
         try:
-            return atk(model, x, y, threat, targets=targets, batch_size=batch_size, adaptive=adaptive, draws=draws, progress=meter.finished)
+            return atk(model, x, y, threat, targets=targets, batch_size=batch_size, adaptive=adaptive, draws=draws, device=device, progress=meter.finished)
         finally:
             handle.remove()
 

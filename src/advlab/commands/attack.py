@@ -83,8 +83,14 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
                 console().print(resolved.preprocessing, style="dim", markup=False)
             if device is not None:
                 net = net.to(device)
-            with progress_bar(f"{atk.name} on {len(x)} images", total=len(x)) as advance:
-                result = atk(net, x, y, threat, targets=targets if targeted else None, batch_size=batch_size, device=device, progress=advance)
+            chosen = targets if targeted else None
+            if atk.knowledge == "white":
+                with progress_bar(f"{atk.name} on {len(x)} images", total=len(x)) as advance:
+                    result = atk(net, x, y, threat, targets=chosen, batch_size=batch_size, device=device, progress=advance)
+            else:  # query-based: advlab.attack counts the progress in queries
+                from advlab.api import attack as run_attack
+
+                result = run_attack(atk, net, x, y, threat, targets=chosen, batch_size=batch_size, device=device)
             summary = result.summary()
             summary.update({"model": resolved.name, "data": data, "preprocessing": resolved.preprocessing})
             console().print(summary_table(summary, threat.describe()))
