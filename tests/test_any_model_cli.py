@@ -280,7 +280,7 @@ def test_box_maps_raw_values_to_pixel_space(tmp_path, digits, seed_mlp):
     assert not torch.allclose(resolved.module(data.x_test), seed_mlp(data.x_test))
 
 
-def test_npy_pair_and_idx_folder(tmp_path, digits, mnist):
+def test_npy_pair_and_npy_folder(tmp_path, digits, mnist):
     from advlab.data.files import load_data_spec
 
     x, y = digits
@@ -322,3 +322,31 @@ def test_onnx_without_the_extra_names_the_install(tmp_path, monkeypatch):
 def test_a_small_file_names_the_samples_it_has(npz, tmp_path):
     path, _, _ = npz
     _fails(["evaluate", "seed-mlp", "--data", str(path), "--out", str(tmp_path / "o")], f"the data has {N}", f"--samples {N}")
+
+
+def test_an_idx_folder_is_read_as_data(tmp_path):
+    from test_data import write_dataset
+
+    from advlab.data.files import load_data_spec
+
+    folder = write_dataset(tmp_path / "my-idx", n_train=20, n_test=12)
+    data = load_data_spec(str(folder))
+    assert data.x_test.shape == (12, 1, 28, 28) and data.y_test.tolist() == [i % 10 for i in range(12)]
+    assert float(data.x_test.max()) <= 1.0 and data.name == str(folder)
+    out = tmp_path / "run"
+    _invoke(["attack", "fgsm", "--model", "seed-mlp", "--data", str(folder), "--eps", "0.1", "--out", str(out)])
+    assert json.loads((out / "summary.json").read_text())["n"] == 12
+
+
+def test_colour_images_keep_their_channels_and_classes_are_sorted_folder_names(tmp_path):
+    from PIL import Image
+
+    from advlab.data.files import load_data_spec
+
+    for cls, colour in (("dog", (255, 0, 0)), ("cat", (0, 0, 255))):
+        (tmp_path / cls).mkdir()
+        Image.new("RGB", (8, 6), colour).save(tmp_path / cls / "a.png")
+    data = load_data_spec(str(tmp_path))
+    assert data.classes == ["cat", "dog"] and data.y_test.tolist() == [0, 1]
+    assert data.x_test.shape == (2, 3, 6, 8)
+    assert data.x_test[0, 2].min() == 1.0 and data.x_test[1, 0].min() == 1.0 and data.x_test[1, 2].max() == 0.0
