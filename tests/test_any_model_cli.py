@@ -325,9 +325,8 @@ def test_a_small_file_names_the_samples_it_has(npz, tmp_path):
 
 
 def test_an_idx_folder_is_read_as_data(tmp_path):
-    from test_data import write_dataset
-
     from advlab.data.files import load_data_spec
+    from test_data import write_dataset
 
     folder = write_dataset(tmp_path / "my-idx", n_train=20, n_test=12)
     data = load_data_spec(str(folder))
