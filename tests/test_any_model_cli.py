@@ -349,3 +349,15 @@ def test_colour_images_keep_their_channels_and_classes_are_sorted_folder_names(t
     assert data.classes == ["cat", "dog"] and data.y_test.tolist() == [0, 1]
     assert data.x_test.shape == (2, 3, 6, 8)
     assert data.x_test[0, 2].min() == 1.0 and data.x_test[1, 0].min() == 1.0 and data.x_test[1, 2].max() == 0.0
+
+
+def test_a_double_precision_factory_model_stays_double(tmp_path, weights, npz):
+    """A float64 model is not cast down: the check feeds it its own precision, the attack runs."""
+    source = tmp_path / "double.py"
+    source.write_text(f"import sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\nfrom _user_model import user_mlp\n\ndef net():\n    return user_mlp().double()\n")
+    from advlab.commands._common import load_inputs
+
+    path, _, _ = npz
+    resolved, _ = load_inputs(f"{source}:net", str(path))
+    assert next(resolved.module.parameters()).dtype == torch.float64
+    _invoke(["attack", "fgsm", "--model", f"{source}:net", "--data", str(path), "--eps", "0.1"])

@@ -97,7 +97,7 @@ def resolve_model(
                 f"({', '.join(available_models())})"
             )
         module, name, source = trained_model(text, dataset, progress=progress), text, "zoo"
-    module = module.float().eval()
+    module = module.eval()  # its own precision: a float64 model is attacked in float64
     if mean is None and std is None and tuple(box) == (0.0, 1.0):
         module.advlab_name = name  # type: ignore[assignment]  # the name reports show
         return ResolvedModel(module, name, source)
@@ -193,10 +193,10 @@ def check_model_inputs(model: nn.Module, x: Tensor, num_classes: int | None = No
     model refuses the data's shape, returns something other than an ``(N, K)`` float tensor,
     or has fewer outputs than the labels need: before any attack runs.
     """
-    from advlab.model_check import model_logits
+    from advlab.model_check import model_dtype, model_logits
 
     try:
-        out = model_logits(model, x[:2].detach(), lambda m, xb: m(xb), where=what)
+        out = model_logits(model, x[:2].detach().to(model_dtype(model)), lambda m, xb: m(xb), where=what)
     except InputError as exc:
         raise InputError(f"{what} does not fit the model (values in [{float(x.min()):.3g}, {float(x.max()):.3g}]): {exc}") from None
     k = int(out.shape[1])
