@@ -3,7 +3,8 @@
 By default the sizes are shrunk so that the test takes seconds: every entry of ``SMALLER`` is a
 piece of README text and its smaller stand-in, and each must occur in the README exactly once,
 so a README edit that changes an example breaks this test instead of silently running the
-full size.  ``ADVLAB_README_SIZES=full`` runs the blocks exactly as written (minutes).
+full size.  ``ADVLAB_README_SIZES=full`` runs the blocks exactly as written (1005 s measured
+on the project's busy 2-core machine).
 """
 
 from __future__ import annotations
