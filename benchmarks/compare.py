@@ -100,13 +100,40 @@ def summarise(parts: list[dict[str, torch.Tensor]], correct: torch.Tensor, y: to
     return out
 
 
-def run_library(lib: str, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, s: Setting, batch_size: int) -> tuple[float, list[dict]]:
+class Counting(torch.nn.Module):
+    """The model, counting the rows of every forward pass and of every gradient that flows back
+    through its output (one backward pass per row and vector-Jacobian product)."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.forwards = self.backwards = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.inner(x)
+        self.forwards += x.shape[0]
+        if out.requires_grad:
+            out.register_hook(self._backward)
+        return out
+
+    def _backward(self, grad: torch.Tensor) -> None:
+        self.backwards += grad.shape[0]
+
+
+def run_library(lib: str, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, s: Setting, batch_size: int,
+                counter: Counting | None = None) -> tuple[float, list[dict]]:
+    """Run one library on every batch; with ``counter`` (wrapping ``model``) the library is
+    given the counting model instead, and its counts start from zero."""
     runner = LIBRARIES[lib][1]
     parts, seconds = [], 0.0
+    attacked: torch.nn.Module = model
+    if counter is not None:
+        counter.forwards = counter.backwards = 0
+        attacked = counter
     for i in range(0, len(x), batch_size):
         xb, yb = x[i : i + batch_size], y[i : i + batch_size]
         start = time.process_time()
-        out = runner(model, xb.clone(), yb.clone(), s)
+        out = runner(attacked, xb.clone(), yb.clone(), s)
         seconds += time.process_time() - start
         claimed = None
         if isinstance(out, tuple):
@@ -135,6 +162,8 @@ def main() -> None:
                     help="skip a library on rows whose label contains ROW (e.g. art:C&W: ART's C&W runs ~150x slower)")
     ap.add_argument("--cache", default=None, help="model cache folder (default: ADVLAB_CACHE)")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--count-passes", action="store_true",
+                    help="give every library a model that counts forward and backward rows (columns fwd/img, bwd/img)")
     args = ap.parse_args()
     for e in args.exclude:
         lib, sep, row = e.partition(":")
@@ -154,7 +183,8 @@ def main() -> None:
         model = trained_model(model_name, cache_dir=args.cache).eval()
         for p in model.parameters():
             p.requires_grad_(False)
-        print(f"\n{header}")
+        counter = Counting(model).eval() if args.count_passes else None
+        print(f"\n{header}" + (f" {'fwd/img':>7} {'bwd/img':>7}" if counter else ""))
         for s in settings(args.eps, args.eps_l2, args.cw_search, args.cw_iterations):
             if args.rows and not any(r.lower() in s.label.lower() for r in args.rows):
                 continue
@@ -171,12 +201,15 @@ def main() -> None:
                 order = here[r % len(here):] + here[: r % len(here)]
                 for lib in order:
                     try:
-                        seconds, parts = run_library(lib, model, x, y, s, args.batch_size)
+                        seconds, parts = run_library(lib, model, x, y, s, args.batch_size, counter)
                     except Exception as exc:  # a peer failing is a finding, not a crash
                         results[lib] = {"error": f"{type(exc).__name__}: {exc}"[:200]}
                         continue
                     times[lib].append(seconds)
                     results[lib] = summarise(parts, correct, y)
+                    if counter is not None:
+                        results[lib]["forwards_per_image"] = counter.forwards / n
+                        results[lib]["backwards_per_image"] = counter.backwards / n
             for lib in here:
                 res = results[lib]
                 if "error" in res:
@@ -187,7 +220,8 @@ def main() -> None:
                 claimed = str(res.get("claimed_unconfirmed", "-"))
                 print(
                     f"{model_name:8} {s.label:26} {lib:12} {sec:8.2f} {n / sec:7.0f} {res['robust_accuracy']:6.3f} {res['success']:7.3f} "
-                    f"{res['median_l2']:7.3f} {res['median_linf']:8.4f} {res['invalid']:7d} {claimed:>8}",
+                    f"{res['median_l2']:7.3f} {res['median_linf']:8.4f} {res['invalid']:7d} {claimed:>8}"
+                    + (f" {res['forwards_per_image']:7.1f} {res['backwards_per_image']:7.1f}" if counter else ""),
                     flush=True,
                 )
                 rows.append({"model": model_name, "attack": s.label, "library": lib, "n": n, "seconds": sec,
