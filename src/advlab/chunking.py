@@ -140,10 +140,13 @@ def time_passes(model: nn.Module, x: Tensor, rows: int | None, passes: int = 1) 
     return time.process_time() - start
 
 
-def calibrate(model: nn.Module, x: Tensor, candidates: tuple[int | None, ...] = (None, 256, 128, 64, 32), repeats: int = 2) -> dict[int | None, float]:
+def calibrate(
+    model: nn.Module, x: Tensor, candidates: tuple[int | None, ...] = (None, 256, 128, 64, 32), repeats: int = 2, keep: bool = True
+) -> dict[int | None, float]:
     """Time one forward+backward pass of ``model`` on ``x`` for each chunk size (best of
-    ``repeats``, interleaved), keep the fastest for inputs shaped like ``x`` and return the
-    seconds per candidate (``None``: one piece).  Costs ``repeats * len(candidates)`` passes."""
+    ``repeats``, interleaved) and return the seconds per candidate (``None``: one piece);
+    with ``keep``, later passes on inputs shaped like ``x`` use the fastest.  Costs
+    ``repeats * len(candidates)`` passes."""
     best: dict[int | None, float] = {}
     for _ in range(repeats):
         for rows in candidates:
@@ -151,5 +154,6 @@ def calibrate(model: nn.Module, x: Tensor, candidates: tuple[int | None, ...] = 
                 t = time_passes(model, x, rows)
                 best[rows] = min(best.get(rows, t), t)
     winner = min(best, key=lambda r: best[r])
-    _chosen.setdefault(model, {})[_key(x)] = _ONE_PIECE if winner is None else winner
+    if keep:
+        _chosen.setdefault(model, {})[_key(x)] = _ONE_PIECE if winner is None else winner
     return best
