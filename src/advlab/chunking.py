@@ -21,6 +21,7 @@ rounding: every row is computed independently of the others.
 
 from __future__ import annotations
 
+import copy
 import functools
 import time
 import weakref
@@ -73,19 +74,26 @@ def _saved_bytes(model: nn.Module, x: Tensor) -> int:
     return total + leaf.numel() * leaf.element_size()
 
 
+def _meta_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose weights live on the ``meta`` device: running it computes
+    shapes only, costs no memory for the weights, and never calls the user's model (no
+    side effect on it, no row a forward hook or a query counter could see)."""
+    memo: dict[int, object] = {}
+    for t in list(model.parameters()) + list(model.buffers()):
+        meta = torch.empty_like(t, device="meta")
+        memo[id(t)] = nn.Parameter(meta, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else meta
+    return copy.deepcopy(model, memo)
+
+
 def saved_bytes_per_row(model: nn.Module, x: Tensor) -> int:
     """Bytes autograd keeps per input row for the backward pass of ``model`` (the inputs
-    included), from probe passes on one and two rows of zeros shaped like ``x``'s (no sample
-    is queried).  The model is run in evaluation mode for the probe (batch statistics
-    untouched) and left as it was."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        one, two = x.new_zeros((1, *x.shape[1:])), x.new_zeros((2, *x.shape[1:]))
-        return max(_saved_bytes(model, two) - _saved_bytes(model, one), 1)
-    finally:
-        for m, mode in modes:
-            m.train(mode)
+    included), from probe passes on one and two rows shaped like ``x``'s, run on a copy of
+    the model on the ``meta`` device (shapes only: no sample is queried and the model itself
+    is never called).  The copy runs in evaluation mode."""
+    probe = _meta_copy(model).eval()
+    one = torch.zeros((1, *x.shape[1:]), dtype=x.dtype, device="meta")
+    two = torch.zeros((2, *x.shape[1:]), dtype=x.dtype, device="meta")
+    return max(_saved_bytes(probe, two) - _saved_bytes(probe, one), 1)
 
 
 def chunk_rows(model: nn.Module, x: Tensor) -> int | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -11,13 +13,40 @@ from torch import Tensor, nn
 
 from advlab.chunking import chunk_rows, run_chunked
 
-__all__ = ["Victim", "frozen", "run_model"]
+__all__ = ["Victim", "frozen", "run_model", "time_limit", "AttackTimeout"]
 
 
 def run_model(model: nn.Module, x: Tensor) -> Tensor:
     """``model(x)``, on the CPU in chunks of the rows :func:`advlab.chunking.chunk_rows`
     chooses for this model and input shape; the autograd graph (if any) spans the chunks."""
     return run_chunked(model, x, chunk_rows(model, x))
+
+
+class AttackTimeout(RuntimeError):
+    """An attack ran past the time limit of :func:`time_limit` and was stopped."""
+
+
+_limits = threading.local()
+
+
+@contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Stop any attack run in this thread once ``seconds`` have passed: the next model pass
+    it asks a :class:`Victim` for raises :class:`AttackTimeout`.  The attack stops itself
+    (cooperative cancellation), so what it held (a CPU, a lock) is free again at once."""
+    previous = getattr(_limits, "deadline", None)
+    deadline = time.monotonic() + seconds
+    _limits.deadline = deadline if previous is None else min(previous, deadline)
+    try:
+        yield
+    finally:
+        _limits.deadline = previous
+
+
+def _check_time() -> None:
+    deadline = getattr(_limits, "deadline", None)
+    if deadline is not None and time.monotonic() > deadline:
+        raise AttackTimeout("the attack ran past its time limit and was stopped")
 
 
 @contextmanager
@@ -104,6 +133,7 @@ class Victim:
         return shared if torch.equal(x.detach(), shared.x) else None
 
     def _count(self, counter: Tensor, idx: Tensor | None, rows: int, amount: int = 1) -> None:
+        _check_time()
         if idx is None:
             if rows != self.n:
                 raise ValueError(f"pass idx= when calling the victim on {rows} of {self.n} rows")
