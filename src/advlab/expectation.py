@@ -24,10 +24,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Expected", "is_randomized", "DEFAULT_DRAWS", "Rejudged", "rejudge"]
+__all__ = ["Expected", "is_randomized", "DEFAULT_DRAWS", "VERIFY_FACTOR", "Rejudged", "rejudge"]
 
 #: Draws of the vote when a model declares itself randomized and the caller names no number.
 DEFAULT_DRAWS = 10
+#: The final verification of an attack's output takes this many times the attack's draws: the
+#: attack ends near the vote's boundary, where a vote of ``draws`` passes is close to a coin flip.
+VERIFY_FACTOR = 4
 
 
 def is_randomized(model: nn.Module) -> bool:

@@ -110,9 +110,11 @@ class Victim:
     passes taken through it); any other first call discards the shared pass.
     """
 
-    def __init__(self, model: nn.Module, n: int, device: torch.device | str) -> None:
+    def __init__(self, model: nn.Module, n: int, device: torch.device | str, rows_per_row: int = 1) -> None:
         self.model = model
         self.n = n
+        # rows of the underlying model one row of ``model`` costs (an expectation over draws)
+        self.rows_per_row = rows_per_row
         self.forwards = torch.zeros(n, dtype=torch.long, device=device)
         self.backwards = torch.zeros(n, dtype=torch.long, device=device)
         self._shared: _CleanPass | None = None
@@ -134,6 +136,7 @@ class Victim:
 
     def _count(self, counter: Tensor, idx: Tensor | None, rows: int, amount: int = 1) -> None:
         _check_time()
+        amount *= self.rows_per_row
         if idx is None:
             if rows != self.n:
                 raise ValueError(f"pass idx= when calling the victim on {rows} of {self.n} rows")

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from advlab.expectation import DEFAULT_DRAWS, VERIFY_FACTOR, Expected, is_randomized
 from advlab.model_check import model_dtype, model_logits
 from advlab.norms import NORM_NAMES, get_norm
 from advlab.result import AttackResult
@@ -156,6 +157,7 @@ class Attack:
         progress: Callable[[int], None] | None = None,
         adaptive: bool = True,
         clean_logits: Any = None,
+        draws: int | None = None,
     ) -> AttackResult:
         """Attack ``model`` on inputs ``x`` with true labels ``y`` under ``threat``.
 
@@ -187,6 +189,18 @@ class Attack:
             decide which samples are already adversarial and the reported clean predictions,
             so they must come from this model on these inputs.
 
+        draws:
+            Judge success by the model's expected prediction over this many forward passes
+            (:mod:`advlab.expectation`): for a randomized model one pass is one random answer.
+            Default: 1, or :data:`~advlab.expectation.DEFAULT_DRAWS` for a model that declares
+            ``randomized = True``.  With ``draws > 1`` the clean pass, the attack's every step
+            (EOT: it optimises the expectation, and its early stopping is the vote) and the
+            verification all see the vote (the verification with
+            :data:`~advlab.expectation.VERIFY_FACTOR` times the draws, so the reported success
+            is not one more coin flip); every sample is attacked (a noisy clean vote is no
+            reason to skip one); each row costs ``draws`` rows of the model, and the counts say
+            so.
+
         Cost: one clean forward pass per batch (skipped with ``clean_logits``; for an attack
         whose first step is a gradient at the clean inputs, it *is* that step's forward pass,
         handed over with its graph), the attack's own passes (``result.forwards`` /
@@ -208,15 +222,23 @@ class Attack:
             raise InputError(f"batch_size must be a positive int or None, got {batch_size!r}")
         bs = n if batch_size is None else batch_size
         rng = CounterRNG(self.seed)
-        runner, attacked = (self, model)
+        k = _draws(model, draws)
+        judge: nn.Module = model if k == 1 else Expected(model, k)
+        runner, attacked = (self, judge)
         if adaptive:
             from advlab.defenses.adaptive import adapt
 
             runner, attacked = adapt(self, model)
+            if attacked is model:  # no adaptive form of its own: attack what judges success
+                attacked = judge
+        if k > 1 and "early_stop" in {f.name for f in dataclasses.fields(runner)}:
+            # A vote that just flipped is a coin flip: stopping there leaves a point the next
+            # vote calls robust half the time. The attack keeps pushing the expectation instead.
+            runner = runner.replace(early_stop=False)
 
         with frozen(model):
             given = None if clean_logits is None else _given_logits(clean_logits, n, dev)
-            share = given is None and attacked is model and runner.opens_at_clean(threat)
+            share = given is None and attacked is judge and runner.opens_at_clean(threat)
             clean = torch.empty(0)
             y_t = goal = target_t = None
             x_adv = x_t.clone()
@@ -224,12 +246,12 @@ class Attack:
             backwards = torch.zeros(n, dtype=torch.long, device=dev)
             # the library's own passes per row: the clean pass (unless the caller gave the
             # logits, or the attack's first pass was that pass) and the verification
-            checks = torch.full((n,), 0 if given is not None else 1, dtype=torch.long, device=dev)
+            checks = torch.full((n,), 0 if given is not None else k, dtype=torch.long, device=dev)
             attacked_rows = []
             start = time.perf_counter()
             for i in range(0, n, bs):
                 xb = x_t[i : i + bs]
-                logits_b, graph = (given[i : i + bs], None) if given is not None else _clean_pass(model, xb, share, i)
+                logits_b, graph = (given[i : i + bs], None) if given is not None else _clean_pass(judge, xb, share, i)
                 if i == 0:  # the labels and targets are checked before any attack runs
                     clean = logits_b.new_empty((n, logits_b.shape[1])) if given is None else given
                     y_t = as_label_tensor(y, n, clean.shape[1], device=dev)
@@ -243,12 +265,14 @@ class Attack:
                     target_t[rows] = choose_targets(targets, logits_b, y_t[rows], rows, self.seed)
                 pred_b = logits_b.argmax(dim=1)
                 already = pred_b == goal[rows] if threat.targeted else pred_b != goal[rows]
+                if k > 1:
+                    already = torch.zeros_like(already)
                 pos = (~already).nonzero().squeeze(1)
                 if pos.numel():
                     sel = rows[pos]
                     attacked_rows.append(sel)
                     batch = Batch(x=xb[pos], y=goal[sel], y_true=y_t[sel], index=sel, num_classes=clean.shape[1], logits=logits_b[pos])
-                    victim = Victim(attacked, len(sel), dev)
+                    victim = Victim(attacked, len(sel), dev, rows_per_row=k if attacked is judge else 1)
                     if graph is not None and pos.numel() >= _SHARE_MIN * len(xb):
                         victim.share_clean_pass(batch.x, graph[0], graph[1], None if pos.numel() == len(xb) else pos)
                     del graph
@@ -260,7 +284,7 @@ class Attack:
                     forwards[sel] = victim.forwards
                     backwards[sel] = victim.backwards
                     if victim.reused_clean_pass:
-                        checks[sel] -= 1  # counted in forwards, as the attack's first pass
+                        checks[sel] -= k  # counted in forwards, as the attack's first pass
                 if progress is not None:
                     progress(len(xb))
             seconds = time.perf_counter() - start
@@ -271,8 +295,9 @@ class Attack:
             # Verification: only the attacked rows changed; the others keep their clean logits.
             adv_logits = clean.clone()
             if todo.numel():
-                adv_logits[todo] = model_logits(model, x_adv[todo], run_model, batch_size=bs, where="the adversarial inputs")
-        checks[todo] += 1
+                verifier = judge if k == 1 else Expected(model, VERIFY_FACTOR * k)
+                adv_logits[todo] = model_logits(verifier, x_adv[todo], run_model, batch_size=bs, where="the adversarial inputs")
+        checks[todo] += k if k == 1 else VERIFY_FACTOR * k
         adv_pred = adv_logits.argmax(dim=1)
         success = adv_pred == goal if threat.targeted else adv_pred != goal
         delta = x_adv - x_t
@@ -325,6 +350,15 @@ class Attack:
 # zero gradient and are not charged), which costs more than a fresh pass on the attacked rows
 # alone when many are left out (a backward pass costs about two forward passes).
 _SHARE_MIN = 0.75
+
+
+def _draws(model: nn.Module, draws: int | None) -> int:
+    """The number of forward draws that judge success (see ``Attack.__call__``)."""
+    if draws is None:
+        return DEFAULT_DRAWS if is_randomized(model) else 1
+    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
+        raise InputError(f"draws must be a positive int (forward passes per verdict), got {draws!r}")
+    return draws
 
 
 def _clean_pass(model: nn.Module, x: Tensor, keep_graph: bool, offset: int) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
