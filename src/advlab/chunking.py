@@ -129,10 +129,13 @@ def set_chunk_rows(model: nn.Module, rows: int | None | str) -> None:
 
 
 def run_chunked(model: nn.Module, x: Tensor, rows: int | None) -> Tensor:
-    """``model(x)`` in chunks of ``rows`` rows (``None``: one piece); one autograd graph."""
-    if rows is None or x.shape[0] <= rows:
+    """``model(x)`` in chunks of at most ``rows`` rows (``None``: one piece), all of about the
+    same size; one autograd graph."""
+    n = x.shape[0]
+    if rows is None or n <= rows:
         return model(x)
-    return torch.cat([model(x[i : i + rows]) for i in range(0, x.shape[0], rows)])
+    size = -(-n // -(-n // rows))  # as many chunks as ``rows`` needs, of even size (no small tail)
+    return torch.cat([model(x[i : i + size]) for i in range(0, n, size)])
 
 
 def time_passes(model: nn.Module, x: Tensor, rows: int | None, passes: int = 1) -> float:
