@@ -8,15 +8,19 @@ from pathlib import Path
 
 import typer
 
-from advlab.commands._common import console, progress_bar, user_errors
+from advlab.commands._common import HELP, console, load_inputs, progress_bar, user_errors
 
 
 def register(app: typer.Typer, list_app: typer.Typer) -> None:
     @app.command()
     def evaluate(
-        model: str = typer.Argument(..., help="A saved model folder or a model-zoo name (e.g. cnn)."),
+        model: str = typer.Argument(..., help=HELP["model"]),
         out: Path = typer.Option(..., "--out", help="Run folder: store, results.json, report.html. Rerun to resume."),
-        data: str = typer.Option("mnist-sample", "--data", help="Dataset name."),
+        data: str = typer.Option("mnist-sample", "--data", help=HELP["data"] + " Graph victims: karate or csbm."),
+        weights: str = typer.Option(None, "--weights", help=HELP["weights"]),
+        mean: str = typer.Option(None, "--mean", help=HELP["mean"]),
+        std: str = typer.Option(None, "--std", help=HELP["std"]),
+        box: str = typer.Option(None, "--box", help=HELP["box"]),
         plan: Path = typer.Option(None, "--plan", help="Evaluation plan (TOML)."),
         samples: int = typer.Option(None, help="Number of test samples (overrides the plan)."),
         seed: int = typer.Option(None, help="Seed (overrides the plan)."),
@@ -46,6 +50,8 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
 
             graph_options = {"budgets": budgets, "target_budgets": target_budgets, "targets": targets, "goals": goal, "steps": steps}
             if is_graph_evaluation(model, data):
+                if weights or mean or std or box:
+                    raise ValueError("--weights, --mean, --std and --box apply to image models, not to a graph evaluation")
                 graph_overrides = _graph_overrides(graph_options, samples=samples, seed=seed, batch_size=batch_size, norm=norm, eps=eps, attacks=attacks, minimal=minimal)
                 result = run(model, data, plan, out=out, progress=progress_bar, report=report, **graph_overrides)
                 _print(result, out)
@@ -70,9 +76,12 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
                     attacks=tuple(a.strip() for a in attacks.split(",")) if attacks else base.attacks,
                 )
                 the_plan = the_plan.replace(threats=(spec,))
+            resolved, dataset = load_inputs(model, data, weights=weights, mean=mean, std=std, box=box)
             rank = int(os.environ.get("RANK", "0"))
+            if rank == 0 and resolved.preprocessing:
+                console().print(resolved.preprocessing, style="dim", markup=False)
             bar = progress_bar if rank == 0 else None
-            result = run(model, data, the_plan, out=out, device=device, progress=bar, report=report)
+            result = run(resolved.module, dataset, the_plan, out=out, device=device, progress=bar, report=report)
             if rank == 0:
                 _print(result, out)
 

@@ -51,10 +51,17 @@ def _no_progress(description: str, total: int) -> Iterator[Callable[[int], None]
     yield lambda n: None
 
 
+def _default_progress(cluster: Cluster) -> Progress:
+    """The library's progress display on the main process, nothing on the other ranks."""
+    from advlab.progress import progress
+
+    return progress if cluster.main else _no_progress
+
+
 def load_victim(model: nn.Module | str | Path) -> tuple[nn.Module, str]:
     """A model and its name from a module, a saved model folder or a model-zoo name."""
     if isinstance(model, nn.Module):
-        return model, type(model).__name__
+        return model, str(getattr(model, "advlab_name", "") or type(model).__name__)
     from advlab.models import load_model, trained_model
 
     path = Path(model)
@@ -83,10 +90,11 @@ def load_samples(data: Any, split: str, samples: int) -> tuple[torch.Tensor, tor
             raise ValueError(f"split must be 'test' or 'train', got {split!r}")
         x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
         classes = list(getattr(data, "classes", []) or [])
+        name = str(getattr(data, "name", "") or name)
     x = as_input_tensor(x, (0.0, 1.0), device="cpu")
     y = as_label_tensor(y, x.shape[0], None, device="cpu")
     if samples > x.shape[0]:
-        raise ValueError(f"the plan asks for {samples} samples but the data has {x.shape[0]}")
+        raise ValueError(f"the plan asks for {samples} samples but the data has {x.shape[0]}; ask for at most {x.shape[0]} (samples={x.shape[0]}, or --samples {x.shape[0]} on the command line)")
     x, y = x[:samples].contiguous(), y[:samples].contiguous()
     num = int(y.max()) + 1 if len(y) else 0
     return x, y, classes or [str(i) for i in range(num)], name
@@ -144,7 +152,7 @@ def evaluate(
         local GPU, or the CPU with gloo.
     progress:
         ``progress(description, total)`` returning a context manager that yields
-        ``advance(n)`` (the CLI's progress bars).
+        ``advance(n)`` (the CLI's progress bars); by default :func:`advlab.progress.progress`.
 
     Returns
     -------
@@ -171,7 +179,7 @@ def evaluate(
         out, report = tmp.name, False
     folder = Path(out)
     try:
-        return _run(victim, model_name, x, y, classes, data_name, split, the_plan, folder, cluster, progress or _no_progress, report)
+        return _run(victim, model_name, x, y, classes, data_name, split, the_plan, folder, cluster, progress or _default_progress(cluster), report)
     finally:
         cluster.close()
         if tmp is not None:

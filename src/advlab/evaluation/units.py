@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -167,6 +168,7 @@ def probe_unit(job: Job, b: int) -> dict[str, Any]:
     """Clean predictions and the cheap audit probes of the deployed model on one batch:
     randomness, probabilities at the output, zero or non-finite gradients, shattered
     (piecewise-constant) gradients.  The model is probed as deployed, never adapted."""
+    began = time.perf_counter()
     x, y, index = job.batch(b)
     model = job.model
     spec = job.plan.threats[0]
@@ -208,6 +210,7 @@ def probe_unit(job: Job, b: int) -> dict[str, Any]:
         "grad_zero_random": _np(g_ce_random.abs().amax(1) == 0),
         "margin_grad_zero": _np(g_margin_zero),
         "shattered": _np(g_margin_zero & changes),
+        "seconds": time.perf_counter() - began,
         "forwards": 5 * int(x.shape[0]),
         "backwards": 3 * int(x.shape[0]),
     }
