@@ -1,0 +1,30 @@
+"""Certified robustness beside the attacks: lower bounds where attacks give upper bounds.
+
+- :func:`certify` / :func:`certified_radius`: IBP (Gowal et al. 2018, arXiv:1810.12715) and
+  CROWN (Zhang et al. 2018, arXiv:1811.00866) bounds on the logit margins over Linf and L2
+  balls intersected with the input box, for chains of Linear, Conv2d, ReLU, Sigmoid, Tanh,
+  BatchNorm (evaluation mode), Flatten, AvgPool2d and MaxPool2d layers;
+  :func:`supports` says whether a model is such a chain, and if not why.
+
+This package sits beside the attacks: it uses the models, the threat model and the input
+checks, and nothing above them.
+"""
+
+from advlab.certify.bounds import METHODS, InputSet, interval_bounds, margin_bounds, margin_spec
+from advlab.certify.certificates import NORMS, CertifiedResult, certified_radius, certify
+from advlab.certify.network import SUPPORTED, as_chain, supports
+
+__all__ = [
+    "METHODS",
+    "NORMS",
+    "SUPPORTED",
+    "CertifiedResult",
+    "InputSet",
+    "as_chain",
+    "certified_radius",
+    "certify",
+    "interval_bounds",
+    "margin_bounds",
+    "margin_spec",
+    "supports",
+]
