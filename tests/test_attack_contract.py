@@ -100,26 +100,6 @@ def test_output_respects_threat_and_success_is_recomputed(name, seed_mlp, data):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_seeded_runs_are_identical_and_batch_size_does_not_matter(name, seed_mlp, data):
-    atk = _fast(name)
-    x, y = data
-    threat = _threat(ATTACKS[name], targeted=not ATTACKS[name].supports_untargeted)
-    targets = "random" if threat.targeted else None
-    a = atk(seed_mlp, x, y, threat, targets=targets, batch_size=None)
-    b = atk(seed_mlp, x, y, threat, targets=targets, batch_size=None)
-    assert torch.equal(a.x_adv, b.x_adv) and torch.equal(a.success, b.success)
-    assert torch.equal(a.forwards, b.forwards) and torch.equal(a.backwards, b.backwards)
-    c = atk(seed_mlp, x, y, threat, targets=targets, batch_size=7)
-    assert torch.equal(a.success, c.success), "per-sample success depends on the batch size"
-    # Matrix kernels round differently with the batch size, and adaptive steps (Adam) can
-    # amplify that to ~1e-5; a real dependence (noise drawn per batch, batch-wide statistics)
-    # shows as differences of the order of the step size.
-    diff = (a.x_adv - c.x_adv).abs()
-    assert torch.allclose(a.x_adv, c.x_adv, atol=1e-4), f"per-sample output depends on the batch size: max {float(diff.max()):.3g}, {int((diff > 1e-5).sum())} coordinates"
-    assert torch.equal(a.forwards, c.forwards) and torch.equal(a.backwards, c.backwards)
-
-
-@pytest.mark.parametrize("name", NAMES)
 def test_passes_are_counted(name, seed_mlp, data):
     atk = _fast(name)
     cls = ATTACKS[name]

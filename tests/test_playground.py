@@ -11,6 +11,7 @@ import threading
 import time
 
 import pytest
+import torch
 
 fastapi = pytest.importorskip("fastapi", reason="the playground needs the 'serve' extra (fastapi, uvicorn)")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -75,6 +76,9 @@ def test_predict_returns_probabilities_and_hidden_activations(client, digit):
         ({"image": "not an image"}, "image"),
         ({"image": [0.0] * 784, "defense": "magic"}, "unknown defense"),
         ({}, "image"),
+        ({"image": ["0.5"] + [0.0] * 783}, "finite numbers, found '0.5' (str)"),
+        ({"image": [True] + [0.0] * 783}, "finite numbers, found True (bool)"),
+        ({"image": [[0.0] * 27 + [False]] + [[0.0] * 28] * 27}, "found False (bool)"),
     ],
 )
 def test_malformed_images_get_422_with_a_message(client, body, fragment):
@@ -159,7 +163,62 @@ def test_time_limit_per_request(seed_mlp, digit):
     slow = TestClient(create_app(model=seed_mlp, time_limit=1e-4))
     image, label = digit
     r = slow.post("/api/attack", json={"image": image, "label": label, "attack": "pgd", "eps": 0.3, "steps": 500})
-    assert r.status_code == 503 and "longer than" in r.json()["detail"]
+    assert r.status_code == 503 and "stopped at the time limit" in r.json()["detail"]
+
+
+class SlowModel(torch.nn.Module):
+    """The seed MLP, 4 ms slower per pass: 500 PGD steps take 2 s."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        time.sleep(0.004)
+        return self.inner(x)
+
+
+def test_a_slow_attack_is_stopped_and_the_requests_behind_it_get_their_turn(seed_mlp, digit):
+    """50 concurrent slow attacks: each gets a result, a 503 after running its own full time
+    limit, or an immediate 429; and a quick attack sent after them succeeds."""
+    import asyncio
+
+    import httpx
+
+    from advlab.serve.app import MAX_WAITING
+
+    limit = 0.4
+    app = create_app(model=SlowModel(seed_mlp), time_limit=limit)
+    image, label = digit
+    slow = {"image": image, "label": label, "attack": "pgd", "eps": 0.3, "steps": 500}
+
+    async def main():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=60) as c:
+            async def one(body):
+                t0 = time.perf_counter()
+                r = await c.post("/api/attack", json=body)
+                return r, time.perf_counter() - t0
+
+            out = await asyncio.gather(*(one(slow) for _ in range(50)))
+            quick = await one({"image": image, "label": label, "attack": "fgsm", "eps": 0.3})
+        return out, quick
+
+    t0 = time.perf_counter()
+    out, quick = asyncio.run(main())
+    total = time.perf_counter() - t0
+    codes = [r.status_code for r, _ in out]
+    assert set(codes) <= {200, 429, 503}, codes
+    assert codes.count(503) + codes.count(200) == 1 + MAX_WAITING, codes  # one running, the rest waited
+    for r, _ in out:
+        if r.status_code == 503:
+            ran = float(r.json()["detail"].split("ran ")[1].split(" s")[0])
+            assert ran >= limit, "a 503 for a time-out the request never had"
+        if r.status_code == 429:
+            assert r.headers["retry-after"] and "busy" in r.json()["detail"]
+    # Stopped at the limit: 5 turns take about 5 limits, not 5 full 2-second attacks.
+    assert total < (1 + MAX_WAITING) * (limit + 1.2), total
+    assert quick[0].status_code == 200, quick[0].text
 
 
 def test_reports_are_listed_and_served_without_traversal(client):

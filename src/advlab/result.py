@@ -44,7 +44,12 @@ class AttackResult:
         Per-sample perturbation size in every norm (``"linf"``, ``"l2"``, ``"l1"``, ``"l0"``).
     forwards, backwards:
         Per-sample count of forward passes (queries) and backward passes (gradients) the
-        attack spent, not counting the library's own verification pass.
+        attack spent, not counting the library's own checks.
+    checks:
+        Per-sample forward passes the library itself ran around the attack: the clean pass
+        (which finds samples adversarial from the start) and, for attacked samples, the
+        verification of the output.  ``forwards + checks`` is every row this run pushed
+        through the model (:attr:`model_forwards`).
     seconds:
         Wall-clock time of the attack.
     attack, params:
@@ -67,6 +72,7 @@ class AttackResult:
     params: dict[str, Any] = field(default_factory=dict)
     target: Tensor | None = None
     adv_confidence: Tensor | None = None
+    checks: Tensor | None = None
 
     # ------------------------------------------------------------------ views
     def __len__(self) -> int:
@@ -81,6 +87,12 @@ class AttackResult:
     def gradients(self) -> Tensor:
         """Alias of ``backwards``: the number of gradient computations per sample."""
         return self.backwards
+
+    @property
+    def model_forwards(self) -> Tensor:
+        """Per-sample rows pushed through the model by this run: the attack's forwards plus the
+        library's clean pass and verification."""
+        return self.forwards if self.checks is None else self.forwards + self.checks
 
     @property
     def clean_correct(self) -> Tensor:
@@ -126,6 +138,7 @@ class AttackResult:
             "median_norm": {k: _nan_to_none(self.median_norm(k)) for k in NORM_NAMES},
             "mean_forwards": float(self.forwards.float().mean()) if len(self) else 0.0,
             "mean_backwards": float(self.backwards.float().mean()) if len(self) else 0.0,
+            "model_forwards": int(self.model_forwards.sum()),
             "median_forwards_successful": _nan_to_none(
                 float(self.forwards[ok].float().median()) if ok.any() else float("nan")
             ),
@@ -159,6 +172,7 @@ class AttackResult:
             params=dict(first.params),
             target=cat("target") if first.target is not None else None,
             adv_confidence=cat("adv_confidence") if first.adv_confidence is not None else None,
+            checks=cat("checks") if all(r.checks is not None for r in results) else None,
         )
 
     def select(self, mask_or_index: Tensor) -> AttackResult:
@@ -179,6 +193,7 @@ class AttackResult:
             params=dict(self.params),
             target=self.target[sel] if self.target is not None else None,
             adv_confidence=self.adv_confidence[sel] if self.adv_confidence is not None else None,
+            checks=self.checks[sel] if self.checks is not None else None,
         )
 
     # ------------------------------------------------------------------ export
@@ -199,6 +214,8 @@ class AttackResult:
             out["target"] = self.target.cpu().numpy()
         if self.adv_confidence is not None:
             out["adv_confidence"] = self.adv_confidence.cpu().numpy()
+        if self.checks is not None:
+            out["checks"] = self.checks.cpu().numpy()
         return out
 
     def save(self, path: str | Path) -> Path:
@@ -235,6 +252,7 @@ class AttackResult:
             params=meta.get("params", {}),
             target=arr.get("target"),
             adv_confidence=arr.get("adv_confidence"),
+            checks=arr.get("checks"),
         )
 
     def __repr__(self) -> str:

@@ -27,8 +27,11 @@ def as_input_tensor(
     min_dim: int = 2,
     device: torch.device | str | None = None,
     atol: float = 1e-6,
+    dtype: torch.dtype = torch.float32,
 ) -> Tensor:
     """Check ``x`` (NumPy array or torch tensor, batch first) and return a float tensor.
+
+    The result has ``dtype`` (float32 by default; float64 for a double-precision model).
 
     Checks: array type, floating dtype, at least ``min_dim`` dimensions, a non-empty batch,
     no NaN or infinity, values inside ``box``.  The input is never modified.
@@ -50,8 +53,8 @@ def as_input_tensor(
         )
     if t.shape[0] == 0:
         raise InputError(f"{name} is an empty batch (shape {tuple(t.shape)})")
-    if t.dtype == torch.float64 or t.dtype == torch.float16 or t.dtype == torch.bfloat16:
-        t = t.float()
+    if t.dtype != dtype:
+        t = t.to(dtype)
     t = t.detach()
     if device is not None:
         t = t.to(device)
@@ -102,14 +105,42 @@ def as_label_tensor(
     return t
 
 
-def check_logits(out: Any, n: int) -> Tensor:
-    """Check that a model's output is a (n, C) tensor of finite logits."""
+def check_logits(
+    out: Any,
+    n: int,
+    *,
+    model: str = "the model",
+    where: str = "its inputs",
+    offset: int = 0,
+    x_shape: tuple[int, ...] | None = None,
+    finite: bool = True,
+) -> Tensor:
+    """Check that a model's output is a ``(n, C)`` tensor of finite logits.
+
+    ``model`` names the model, ``where`` the inputs it ran on and ``offset`` the global index
+    of the first row (for the message naming the first bad sample).
+    """
+    who = model if model == "the model" else f"model {model}"
     if not isinstance(out, Tensor):
-        raise InputError(f"the model returned {type(out).__name__}; expected a tensor of logits (N, C)")
+        raise InputError(f"{who} returned {type(out).__name__}; expected a tensor of logits (N, C)")
     if out.dim() != 2 or out.shape[0] != n:
-        raise InputError(f"the model returned shape {tuple(out.shape)}; expected logits of shape ({n}, C)")
+        got = f" for x of shape {tuple(x_shape)}" if x_shape is not None else ""
+        raise InputError(
+            f"{who} returned shape {tuple(out.shape)}{got}; expected logits of shape ({n}, C), one row "
+            "per input (does the model add or drop a batch axis?)"
+        )
     if out.shape[1] < 2:
-        raise InputError(f"the model returned {out.shape[1]} class score(s); a classifier needs at least 2")
+        raise InputError(f"{who} returned {out.shape[1]} class score(s); a classifier needs at least 2")
+    ok = torch.isfinite(out) if finite else None
+    if ok is not None and not bool(ok.all()):
+        bad_rows = (~ok).any(dim=1)
+        kind = "NaN" if bool(torch.isnan(out).any()) else "infinite"
+        first = offset + int(bad_rows.nonzero()[0, 0])
+        raise InputError(
+            f"{who} returned {kind} logits on {where}: {int(bad_rows.sum())} row(s) of {n}, "
+            f"first at sample index {first}; a broken model cannot be evaluated (look for a division "
+            "by zero, a log of 0 or an overflow in its forward pass)"
+        )
     return out
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Victim", "frozen", "run_model", "CPU_CHUNK"]
+__all__ = ["Victim", "frozen", "run_model", "CPU_CHUNK", "time_limit", "AttackTimeout"]
 
 # On a CPU, a convolutional network run on a few hundred images at once spills its activations
 # out of the cache: measured on the 2-conv CNN (one thread), 500 images in chunks of 128 took
@@ -24,6 +26,33 @@ def run_model(model: nn.Module, x: Tensor) -> Tensor:
     if x.device.type != "cpu" or x.shape[0] <= CPU_CHUNK:
         return model(x)
     return torch.cat([model(x[i : i + CPU_CHUNK]) for i in range(0, x.shape[0], CPU_CHUNK)])
+
+
+class AttackTimeout(RuntimeError):
+    """An attack ran past the time limit of :func:`time_limit` and was stopped."""
+
+
+_limits = threading.local()
+
+
+@contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Stop any attack run in this thread once ``seconds`` have passed: the next model pass
+    it asks a :class:`Victim` for raises :class:`AttackTimeout`.  The attack stops itself
+    (cooperative cancellation), so what it held (a CPU, a lock) is free again at once."""
+    previous = getattr(_limits, "deadline", None)
+    deadline = time.monotonic() + seconds
+    _limits.deadline = deadline if previous is None else min(previous, deadline)
+    try:
+        yield
+    finally:
+        _limits.deadline = previous
+
+
+def _check_time() -> None:
+    deadline = getattr(_limits, "deadline", None)
+    if deadline is not None and time.monotonic() > deadline:
+        raise AttackTimeout("the attack ran past its time limit and was stopped")
 
 
 @contextmanager
@@ -57,6 +86,7 @@ class Victim:
         self.backwards = torch.zeros(n, dtype=torch.long, device=device)
 
     def _count(self, counter: Tensor, idx: Tensor | None, rows: int, amount: int = 1) -> None:
+        _check_time()
         if idx is None:
             if rows != self.n:
                 raise ValueError(f"pass idx= when calling the victim on {rows} of {self.n} rows")

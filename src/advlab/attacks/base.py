@@ -18,11 +18,12 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from advlab.model_check import model_dtype, model_logits
 from advlab.norms import NORM_NAMES, get_norm
 from advlab.result import AttackResult
 from advlab.rng import CounterRNG
 from advlab.threat import ThreatModel
-from advlab.validation import InputError, as_input_tensor, as_label_tensor, check_logits
+from advlab.validation import InputError, as_input_tensor, as_label_tensor
 from advlab.victim import Victim, frozen, run_model
 
 __all__ = ["Attack", "Batch", "AttackError", "model_device", "choose_targets", "TARGET_RULES"]
@@ -173,7 +174,7 @@ class Attack:
         if not isinstance(model, nn.Module):
             raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         dev = torch.device(device) if device is not None else model_device(model)
-        x_t = as_input_tensor(x, threat.box, device=dev)
+        x_t = as_input_tensor(x, threat.box, device=dev, dtype=model_dtype(model))
         n = x_t.shape[0]
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             raise InputError(f"batch_size must be a positive int or None, got {batch_size!r}")
@@ -186,9 +187,7 @@ class Attack:
             runner, attacked = adapt(self, model)
 
         with frozen(model):
-            clean_logits = torch.cat(
-                [check_logits(_no_grad(model, x_t[i : i + bs]), min(bs, n - i)) for i in range(0, n, bs)]
-            )
+            clean_logits = model_logits(model, x_t, run_model, batch_size=bs)
             num_classes = clean_logits.shape[1]
             y_t = as_label_tensor(y, n, num_classes, device=dev)
             target_t = self._targets(threat, targets, clean_logits, y_t, n, num_classes, dev)
@@ -219,7 +218,12 @@ class Attack:
                     progress(len(sel))
             seconds = time.perf_counter() - start
 
-            adv_logits = torch.cat([_no_grad(model, x_adv[i : i + bs]) for i in range(0, n, bs)])
+            # Verification: only the attacked rows changed; the others keep their clean logits.
+            adv_logits = clean_logits.clone()
+            if todo.numel():
+                adv_logits[todo] = model_logits(model, x_adv[todo], run_model, batch_size=bs, where="the adversarial inputs")
+        checks = torch.ones(n, dtype=torch.long, device=dev)
+        checks[todo] += 1
         adv_pred = adv_logits.argmax(dim=1)
         success = adv_pred == goal if threat.targeted else adv_pred != goal
         delta = x_adv - x_t
@@ -234,6 +238,7 @@ class Attack:
             norms=norms,
             forwards=forwards,
             backwards=backwards,
+            checks=checks,
             seconds=seconds,
             attack=self.name,
             threat=threat,
@@ -264,8 +269,4 @@ class Attack:
         inner = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
         return f"{type(self).__name__}({inner})"
 
-
-def _no_grad(model: nn.Module, x: Tensor) -> Tensor:
-    with torch.no_grad():
-        return run_model(model, x)
 

@@ -58,12 +58,13 @@ from torch import Tensor, nn
 
 from advlab.attacks.base import Attack, AttackError, Batch, model_device
 from advlab.attacks.registry import register
+from advlab.model_check import model_dtype, model_logits
 from advlab.norms import NORM_NAMES, get_norm
 from advlab.result import AttackResult
 from advlab.rng import CounterRNG
 from advlab.threat import ThreatModel
-from advlab.validation import InputError, check_logits
-from advlab.victim import Victim, frozen
+from advlab.validation import InputError
+from advlab.victim import Victim, frozen, run_model
 
 __all__ = ["OutputMatching", "OutputMatchingNoise", "fooling_images", "output_distance"]
 
@@ -124,7 +125,7 @@ class _Descent(Attack):
         The optimiser state is kept only for the rows still running (compacted whenever some
         stop), so late steps cost what the few slow samples need."""
         n = len(rows)
-        out_x, out_cost = start.clone(), torch.full((n,), math.inf, device=start.device)
+        out_x, out_cost = start.clone(), torch.full((n,), math.inf, device=start.device, dtype=start.dtype)
         out_pred = torch.zeros(n, dtype=torch.long, device=start.device)
         pos = torch.arange(n, device=start.device)  # positions (in rows) of the running samples
         x, x0, goal = start.clone(), batch.x[rows], batch.y[rows]
@@ -218,22 +219,22 @@ class OutputMatchingNoise(_Descent):
             )
 
     def start(self, index: Tensor, shape: tuple[int, ...], box: tuple[float, float], restart: int = 0,
-              device: torch.device | str | None = None) -> Tensor:
+              device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
         """The seeded noise image of sample ``index`` for restart ``restart``."""
         lo, hi = box
-        u = CounterRNG(self.seed).uniform(index, 7919 + restart, shape, device=device)
+        u = CounterRNG(self.seed).uniform(index, 7919 + restart, shape, device=device, dtype=dtype)
         return lo + self.noise * (hi - lo) * u
 
     def _run(self, victim: Victim, batch: Batch, threat: ThreatModel, rng: CounterRNG) -> Tensor:
         n = len(batch)
         out = batch.x.clone()
-        best = torch.full((n,), math.inf, device=batch.x.device)
+        best = torch.full((n,), math.inf, device=batch.x.device, dtype=batch.x.dtype)
         reached = torch.zeros(n, dtype=torch.bool, device=batch.x.device)
         for r in range(self.restarts):
             rows = (~reached).nonzero().squeeze(1)
             if rows.numel() == 0:
                 break
-            start = self.start(batch.index[rows], tuple(batch.x.shape[1:]), threat.box, r, batch.x.device)
+            start = self.start(batch.index[rows], tuple(batch.x.shape[1:]), threat.box, r, batch.x.device, batch.x.dtype)
             x, cost, pred = self._descend(victim, batch, threat, start, rows, 0.0, 1.0)
             ok = pred == batch.y[rows]
             take = (ok & ~reached[rows]) | ((ok == reached[rows]) & (cost < best[rows]))
@@ -321,21 +322,19 @@ def fooling_images(
         raise InputError(f"shape must be the positive shape of one input, e.g. (1, 28, 28); got {shape}")
     dev = torch.device(device) if device is not None else model_device(model)
     with frozen(model):
-        with torch.no_grad():
-            num_classes = check_logits(model(torch.zeros((1, *shape), device=dev)), 1).shape[1]
-        goals = _goal_tensor(goal_classes, num_classes, dev)
-        n = len(goals)
+        n = _goal_count(goal_classes)
         index = torch.arange(n, device=dev)
-        x0 = attack.start(index, shape, threat.box, 0, dev)
-        with torch.no_grad():
-            clean_pred = model(x0).argmax(dim=1)
+        x0 = attack.start(index, shape, threat.box, 0, dev, model_dtype(model))
+        start_logits = model_logits(model, x0, run_model, where="the starting noise")
+        num_classes = start_logits.shape[1]
+        goals = _goal_tensor(goal_classes, num_classes, dev)
+        clean_pred = start_logits.argmax(dim=1)
         batch = Batch(x=x0, y=goals, y_true=clean_pred, index=index, num_classes=num_classes)
         victim = Victim(model, n, dev)
         begin = time.perf_counter()
         x_adv = threat.clip(attack._run(victim, batch, threat, CounterRNG(attack.seed)).detach())
         seconds = time.perf_counter() - begin
-        with torch.no_grad():
-            logits = model(x_adv)
+        logits = model_logits(model, x_adv, run_model, where="the generated images")
     probs = torch.softmax(logits, dim=1)
     adv_pred = logits.argmax(dim=1)
     return AttackResult(
@@ -347,6 +346,7 @@ def fooling_images(
         norms={k: get_norm(k).measure(x_adv - x0) for k in NORM_NAMES},
         forwards=victim.forwards,
         backwards=victim.backwards,
+        checks=torch.full_like(victim.forwards, 2),
         seconds=seconds,
         attack=attack.name,
         threat=threat,
@@ -354,6 +354,17 @@ def fooling_images(
         target=goals,
         adv_confidence=probs.gather(1, adv_pred[:, None]).squeeze(1),
     )
+
+
+def _goal_count(goal_classes: Any) -> int:
+    if isinstance(goal_classes, Tensor):
+        return int(goal_classes.numel())
+    if isinstance(goal_classes, numbers.Integral):
+        return 1
+    try:
+        return max(1, len(list(goal_classes)))
+    except TypeError:
+        raise InputError(f"goal_classes must be class labels (ints), got {type(goal_classes).__name__}") from None
 
 
 def _goal_tensor(goal_classes: Any, num_classes: int, device: torch.device) -> Tensor:

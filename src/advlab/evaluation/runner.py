@@ -196,6 +196,29 @@ def _run(
     model = model.to(cluster.device)
     identity = {"plan": plan.fingerprint(), "model": model_hash(model), "data": _hash_tensors(x, y)}
     store = Store(folder, identity, rank=cluster.rank)
+    try:
+        return _run_stored(model, model_name, x, y, classes, data_name, split, plan, folder, cluster, progress, report, store, started)
+    except BaseException:
+        store.discard_if_empty()
+        raise
+
+
+def _run_stored(
+    model: nn.Module,
+    model_name: str,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    classes: list[str],
+    data_name: str,
+    split: str,
+    plan: EvaluationPlan,
+    folder: Path,
+    cluster: Cluster,
+    progress: Progress,
+    report: bool,
+    store: Store,
+    started: float,
+) -> EvaluationResult:
     cascades = {s.key: build_cascade(s, plan.seed) for s in plan.threats}
     job = Job(
         model=model,

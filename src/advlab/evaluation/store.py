@@ -9,9 +9,11 @@ finished.  Units hold NumPy arrays (stored as ``.npy`` bytes, never pickled) and
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
+import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -19,13 +21,21 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Store", "RunMismatchError", "encode", "decode"]
+__all__ = ["Store", "RunMismatchError", "RunFolderError", "RunLockedError", "encode", "decode"]
 
 SCHEMA = 1
 
 
 class RunMismatchError(ValueError):
     """The run folder holds a run of a different plan, model or data."""
+
+
+class RunFolderError(ValueError):
+    """The run folder's path cannot hold a run (an existing file, say)."""
+
+
+class RunLockedError(ValueError):
+    """Another live process is writing this run folder (with the same rank)."""
 
 
 def encode(payload: dict[str, Any]) -> tuple[str, bytes]:
@@ -61,9 +71,16 @@ class Store:
 
     def __init__(self, folder: str | Path, identity: dict[str, Any], rank: int = 0) -> None:
         self.folder = Path(folder)
+        if self.folder.exists() and not self.folder.is_dir():
+            raise RunFolderError(
+                f"the run folder {str(self.folder)!r} is an existing file, not a folder; give --out/out= a folder path"
+            )
+        #: whether this store made the folder (and may remove it again: :meth:`discard_if_empty`)
+        self.created = not self.folder.exists()
         self.folder.mkdir(parents=True, exist_ok=True)
         self.identity = identity
         self.rank = rank
+        self._lock = self._take_lock()
         self.path = self.folder / f"store-{rank}.sqlite"
         self._db = self._connect(self.path)
         self._db.executescript(
@@ -77,6 +94,36 @@ class Store:
         self._check_identity()
         self.cache: dict[str, dict[str, Any]] = {}
         self.reload()
+
+    def _take_lock(self) -> Any:
+        """An exclusive lock on ``lock-<rank>`` for the store's life: a second process that would
+        compute the same units into this folder is refused, not left to duplicate the work.
+        The kernel releases the lock when its holder dies (``kill -9`` included), so a
+        resumed run never waits for a dead one."""
+        path = self.folder / f"lock-{self.rank}"
+        handle = open(path, "a+")  # noqa: SIM115 - held open for the store's life
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise RunLockedError(
+                f"run folder {str(self.folder)!r} is being written by {holder}; wait for it to finish "
+                "(rerunning the same command afterwards resumes it) or use another output folder"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} (since {time.strftime('%Y-%m-%d %H:%M:%S')})")
+        handle.flush()
+        return handle
+
+    def discard_if_empty(self) -> None:
+        """After a failed run: remove the folder if this store created it and nothing finished,
+        so no half-written folder is left to look like a resumable run."""
+        self.close()
+        if self.created and not self.cache:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
@@ -142,3 +189,6 @@ class Store:
 
     def close(self) -> None:
         self._db.close()
+        if not self._lock.closed:
+            fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
+            self._lock.close()

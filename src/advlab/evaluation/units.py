@@ -22,10 +22,11 @@ from advlab.attacks.base import Attack, choose_targets
 from advlab.evaluation.ensemble import declares_adaptive, label
 from advlab.evaluation.plan import EvaluationPlan, ThreatSpec
 from advlab.losses import cross_entropy, margin
+from advlab.model_check import model_logits
 from advlab.result import AttackResult
 from advlab.rng import CounterRNG
 from advlab.threat import ThreatModel
-from advlab.victim import frozen
+from advlab.victim import frozen, run_model
 
 __all__ = ["Job", "call_attack", "run_cascade", "probe_unit", "main_unit", "minimal_unit", "audit_unit", "unit_seed"]
 
@@ -102,8 +103,8 @@ def call_attack(
 
 
 def _logits(model: nn.Module, x: Tensor) -> Tensor:
-    with frozen(model), torch.no_grad():
-        return model(x).float()
+    with frozen(model):
+        return model_logits(model, x, run_model).float()
 
 
 def targets_for(job: Job, spec: ThreatSpec, logits: Tensor, y: Tensor, index: Tensor) -> Tensor | None:

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from advlab.models.io import load_model, save_model
+from advlab.models.io import ModelFileError, load_model, save_model
 from advlab.models.registry import build_model
 from advlab.models.training import TrainConfig, accuracy, train_model
 
 __all__ = ["trained_model", "default_cache_dir"]
+
+log = logging.getLogger(__name__)
 
 
 def default_cache_dir() -> Path:
@@ -52,7 +55,10 @@ def trained_model(
     tag = f"-{adversarial.get('method', 'pgd')}" if adversarial else ""
     folder = Path(cache_dir or default_cache_dir()) / "models" / f"{name}{tag}-{dataset}-{digest}"
     if (folder / "model.safetensors").is_file() and (folder / "config.json").is_file():
-        return load_model(folder)
+        try:
+            return load_model(folder)
+        except ModelFileError as exc:  # a damaged cache entry is retrained, not fatal
+            log.warning("cached model %s is damaged (%s); training it again", folder, exc)
     data = load_data(dataset)
     import torch
 

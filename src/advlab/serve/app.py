@@ -12,7 +12,7 @@ Endpoints (OpenAPI at ``/docs`` and ``/openapi.json``):
 from __future__ import annotations
 
 import asyncio
-import threading
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -33,11 +33,15 @@ from advlab.serve.schemas import (
     Prediction,
     PredictRequest,
 )
+from advlab.victim import AttackTimeout, time_limit
 
-__all__ = ["create_app", "PLAYGROUND_ATTACKS", "MAX_BODY_BYTES"]
+__all__ = ["create_app", "PLAYGROUND_ATTACKS", "MAX_BODY_BYTES", "MAX_WAITING"]
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY_BYTES = 64 * 1024
+# Attacks run one at a time (one CPU); this many more may wait for their turn, and a request
+# beyond them is answered 429 at once instead of queueing into a time-out.
+MAX_WAITING = 4
 # Attacks offered in the page, in this order, when registered (per-image attacks that finish
 # in well under a second on one MNIST digit).
 PLAYGROUND_ATTACKS = (
@@ -115,7 +119,16 @@ class Playground:
         registry = available_attacks()
         names = [n for n in PLAYGROUND_ATTACKS if n in registry]
         self.attacks = {n: registry[n] for n in names}
-        self.lock = threading.Lock()
+        self._turn: tuple[Any, asyncio.Lock] | None = None
+        self.waiting = 0
+
+    def turn(self) -> asyncio.Lock:
+        """One attack at a time (the time limit counts from a request's turn, not its arrival);
+        the lock belongs to the running event loop (a test client may start another)."""
+        loop = asyncio.get_running_loop()
+        if self._turn is None or self._turn[0] is not loop:
+            self._turn = (loop, asyncio.Lock())
+        return self._turn[1]
 
     def defended(self, defense: str) -> nn.Module:
         if defense == "none":
@@ -168,10 +181,16 @@ class Playground:
             model = self.defended(req.defense)
             targets = torch.tensor([req.target]) if req.targeted else None
             start = time.perf_counter()
-            result = attack(model, image, torch.tensor([label]), threat, targets=targets, adaptive=req.adaptive)
+            with time_limit(self.time_limit):
+                result = attack(model, image, torch.tensor([label]), threat, targets=targets, adaptive=req.adaptive)
             seconds = time.perf_counter() - start
         except HTTPException:
             raise
+        except AttackTimeout:
+            raise HTTPException(
+                503, f"the attack ran {time.perf_counter() - start:.1f} s and was stopped at the time limit of "
+                f"{self.time_limit:g} s; use fewer steps"
+            ) from None
         except (ValueError, TypeError, KeyError) as exc:
             raise HTTPException(422, str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc)) from None
         x_adv = result.x_adv
@@ -277,16 +296,23 @@ def create_app(
     @app.post("/api/attack", response_model=AttackResponse)
     async def attack(req: AttackRequest) -> AttackResponse:
         """Run an attack on one image (time-limited; one attack at a time)."""
-        loop = asyncio.get_running_loop()
-
-        def run() -> AttackResponse:
-            with state.lock:
-                return state.attack(req)
-
+        turn = state.turn()
+        if turn.locked() and state.waiting >= MAX_WAITING:
+            raise HTTPException(
+                429, f"busy: one attack is running and {state.waiting} are waiting; retry in a few seconds",
+                headers={"Retry-After": str(math.ceil(state.time_limit))},
+            )
+        state.waiting += 1
         try:
-            return await asyncio.wait_for(loop.run_in_executor(None, run), timeout=state.time_limit)
-        except asyncio.TimeoutError:
-            raise HTTPException(503, f"the attack took longer than {state.time_limit:g} s; use fewer steps") from None
+            await turn.acquire()
+        finally:
+            state.waiting -= 1
+        try:
+            # The attack stops itself at the time limit (advlab.victim.time_limit), so the
+            # turn is released as soon as this returns, and the requests behind it get theirs.
+            return await asyncio.get_running_loop().run_in_executor(None, state.attack, req)
+        finally:
+            turn.release()
 
     @app.get("/api/reports")
     def reports() -> list[dict[str, str]]:

@@ -26,7 +26,7 @@ def _check_pixels(v: list[float] | list[list[float]]) -> list[float]:
         raise ValueError(f"image must have {IMAGE_SIZE} pixels ({IMAGE_SIDE}x{IMAGE_SIDE}), got {len(flat)}")
     for p in flat:
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p):
-            raise ValueError("image pixels must be finite numbers")
+            raise ValueError(f"image pixels must be finite numbers, found {p!r} ({type(p).__name__})")
         if p < 0.0 or p > 1.0:
             raise ValueError(f"image pixels must lie in [0, 1], found {p}")
     return [float(p) for p in flat]
@@ -36,9 +36,13 @@ class PredictRequest(BaseModel):
     image: list[float] | list[list[float]] = Field(..., description="28x28 grey levels in [0, 1] (flat or nested)")
     defense: str = Field("none", description="Input defense in front of the model: " + ", ".join(DEFENSES))
 
-    @field_validator("image")
+    # "before": the raw JSON values are checked, so a string ("0.5") or a boolean (true) is
+    # refused like any other bad pixel instead of being coerced into a number.
+    @field_validator("image", mode="before")
     @classmethod
-    def _image(cls, v: list[float] | list[list[float]]) -> list[float]:
+    def _image(cls, v: object) -> list[float]:
+        if not isinstance(v, list):
+            raise ValueError(f"image must be a list of {IMAGE_SIZE} numbers or {IMAGE_SIDE} rows of {IMAGE_SIDE}")
         return _check_pixels(v)
 
     @field_validator("defense")
