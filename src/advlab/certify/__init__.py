@@ -5,6 +5,9 @@
   balls intersected with the input box, for chains of Linear, Conv2d, ReLU, Sigmoid, Tanh,
   BatchNorm (evaluation mode), Flatten, AvgPool2d and MaxPool2d layers;
   :func:`supports` says whether a model is such a chain, and if not why.
+- :func:`smoothed_certify` / :func:`smoothed_predict`: randomized smoothing for L2 (Cohen et
+  al. 2019, arXiv:1902.02918) with Clopper-Pearson confidence bounds; the defense wrapper is
+  :class:`advlab.defenses.RandomizedSmoothing` and the attack on it ``smoothadv``.
 
 This package sits beside the attacks: it uses the models, the threat model and the input
 checks, and nothing above them.
@@ -13,8 +16,20 @@ checks, and nothing above them.
 from advlab.certify.bounds import METHODS, InputSet, interval_bounds, margin_bounds, margin_spec
 from advlab.certify.certificates import NORMS, CertifiedResult, certified_radius, certify
 from advlab.certify.network import SUPPORTED, as_chain, supports
+from advlab.certify.smoothing import (
+    ABSTAIN,
+    SmoothedCertificate,
+    clopper_pearson_lower,
+    smoothed_certify,
+    smoothed_predict,
+)
 
 __all__ = [
+    "ABSTAIN",
+    "SmoothedCertificate",
+    "clopper_pearson_lower",
+    "smoothed_certify",
+    "smoothed_predict",
     "METHODS",
     "NORMS",
     "SUPPORTED",
