@@ -8,6 +8,8 @@
 - :func:`smoothed_certify` / :func:`smoothed_predict`: randomized smoothing for L2 (Cohen et
   al. 2019, arXiv:1902.02918) with Clopper-Pearson confidence bounds; the defense wrapper is
   :class:`advlab.defenses.RandomizedSmoothing` and the attack on it ``smoothadv``.
+- :func:`certified_train`: IBP training with an eps ramp and the kappa mixing (Gowal et al.
+  2018), ``advlab train MODEL --certified ibp --eps E``.
 
 This package sits beside the attacks: it uses the models, the threat model and the input
 checks, and nothing above them.
@@ -23,9 +25,13 @@ from advlab.certify.smoothing import (
     smoothed_certify,
     smoothed_predict,
 )
+from advlab.certify.training import CertifiedTraining, certified_train, ibp_loss
 
 __all__ = [
     "ABSTAIN",
+    "CertifiedTraining",
+    "certified_train",
+    "ibp_loss",
     "SmoothedCertificate",
     "clopper_pearson_lower",
     "smoothed_certify",
