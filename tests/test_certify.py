@@ -378,3 +378,32 @@ def test_bad_threats_are_refused():
         certify(net, x, y, ThreatModel("linf", eps=0.1), method="exact")
     with pytest.raises(InputError, match="outside the box"):
         certify(net, x + 2, y, ThreatModel("linf", eps=0.1))
+
+
+# ---------------------------------------------------------------------- the evaluation's bracket
+def test_bracket_helpers(seed_mlp, mnist):
+    from advlab.certify import applies, certified_flags, certified_radii, radius_bracket, sample_status
+
+    x, y = mnist.x_test[:12], mnist.y_test[:12]
+    threat = ThreatModel("linf", eps=0.01)
+    flags, why = certified_flags(seed_mlp, x, y, threat)
+    assert why == "" and flags is not None and flags.shape == (12,) and bool(flags.any())
+    pgd = advlab.attack("pgd", seed_mlp, x, y, threat, steps=20)
+    status = sample_status(flags, pgd.success)
+    assert set(status) <= {"certified", "broken", "unknown"} and status.count("certified") == int(flags.sum())
+    with pytest.raises(RuntimeError, match="certified and broken"):
+        sample_status(torch.tensor([True]), torch.tensor([True]))
+    # unsupported: a reason, not an error
+    gelu = nn.Sequential(nn.Flatten(), nn.Linear(784, 10), nn.GELU(), nn.Linear(10, 10))
+    none, why = certified_flags(gelu, x, y, threat)
+    assert none is None and "GELU" in why
+    assert applies(seed_mlp, ThreatModel("l1", eps=1.0))[0] is False
+    assert certified_flags(seed_mlp, x, y, ThreatModel("linf"))[0] is None
+    # minimal norm: [certified radius, smallest perturbation found]
+    radius, why = certified_radii(seed_mlp, x, y, ThreatModel("l2"), steps=8)
+    assert radius is not None
+    ddn = advlab.attack("ddn", seed_mlp, x, y, ThreatModel("l2"), steps=100)
+    summary = radius_bracket(radius, ddn.norms["l2"], ddn.success)
+    assert summary["violations"] == 0 and summary["samples_with_both"] > 5
+    assert summary["median_ratio"] >= 1.0
+    assert bool((summary["intervals"][:, 0] <= summary["intervals"][:, 1]).all())

@@ -16,6 +16,13 @@ checks, and nothing above them.
 """
 
 from advlab.certify.bounds import METHODS, InputSet, interval_bounds, margin_bounds, margin_spec
+from advlab.certify.bracket import (
+    applies,
+    certified_flags,
+    certified_radii,
+    radius_bracket,
+    sample_status,
+)
 from advlab.certify.certificates import NORMS, CertifiedResult, certified_radius, certify
 from advlab.certify.network import SUPPORTED, as_chain, supports
 from advlab.certify.smoothing import (
@@ -29,6 +36,11 @@ from advlab.certify.training import CertifiedTraining, certified_train, ibp_loss
 
 __all__ = [
     "ABSTAIN",
+    "applies",
+    "certified_flags",
+    "certified_radii",
+    "radius_bracket",
+    "sample_status",
     "CertifiedTraining",
     "certified_train",
     "ibp_loss",
