@@ -382,7 +382,13 @@ def test_bad_threats_are_refused():
 
 # ---------------------------------------------------------------------- the evaluation's bracket
 def test_bracket_helpers(seed_mlp, mnist):
-    from advlab.certify import applies, certified_flags, certified_radii, radius_bracket, sample_status
+    from advlab.certify import (
+        applies,
+        certified_flags,
+        certified_radii,
+        radius_bracket,
+        sample_status,
+    )
 
     x, y = mnist.x_test[:12], mnist.y_test[:12]
     threat = ThreatModel("linf", eps=0.01)
