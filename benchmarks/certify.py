@@ -116,7 +116,7 @@ def section_ibp(args: argparse.Namespace, data: Any) -> None:
 
 def section_curve(args: argparse.Namespace, data: Any, models: dict[str, torch.nn.Module]) -> None:
     x, y = data.x_test[: args.n_curve], data.y_test[: args.n_curve]
-    radii = {"linf": (0.002, 0.005, 0.01, 0.02, 0.05), "l2": (0.05, 0.1, 0.2, 0.5, 1.0)}
+    radii = {"linf": (0.002, 0.005, 0.01, 0.02), "l2": (0.05, 0.1, 0.2, 0.5)}
     for name, model in models.items():
         for norm, values in radii.items():
             for eps in values:
@@ -182,12 +182,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sections", nargs="+", default=["ibp", "curve", "bracket", "smoothing"])
     ap.add_argument("--n", type=int, default=500, help="test samples of the ibp section")
-    ap.add_argument("--n-curve", type=int, default=200)
+    ap.add_argument("--n-curve", type=int, default=100)
     ap.add_argument("--n-bracket", type=int, default=100)
-    ap.add_argument("--n-smooth", type=int, default=100)
-    ap.add_argument("--n-smoothadv", type=int, default=100)
+    ap.add_argument("--n-smooth", type=int, default=30)
+    ap.add_argument("--n-smoothadv", type=int, default=30)
     ap.add_argument("--smooth-n", type=int, default=10_000, help="noise samples of CERTIFY")
-    ap.add_argument("--max-neurons", type=int, default=64, help="CROWN: intermediate neurons tightened per layer")
+    ap.add_argument("--max-neurons", type=int, default=16, help="CROWN: intermediate neurons tightened per layer")
     ap.add_argument("--radius-neurons", type=int, default=0, help="CROWN in the radius bisection")
     ap.add_argument("--ibp-train-eps", type=float, default=0.2)
     ap.add_argument("--ibp-epochs", type=int, default=40)
