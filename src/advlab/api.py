@@ -24,6 +24,7 @@ def attack(
     targets: Any = None,
     batch_size: int | None = 500,
     adaptive: bool = True,
+    draws: int | None = None,
     **params: Any,
 ) -> AttackResult:
     """Run attack ``name`` (with hyperparameters ``params``) on ``model``.
@@ -31,9 +32,10 @@ def attack(
     >>> result = advlab.attack("pgd", model, x, y, ThreatModel("linf", eps=0.3), steps=40)  # doctest: +SKIP
 
     A defended model is attacked the way it declares (BPDA, EOT, a loss on logits) unless
-    ``adaptive=False``.
+    ``adaptive=False``. A randomized model (``randomized = True``, or ``draws=k``) is judged
+    by its expected prediction over ``k`` forward passes (:mod:`advlab.expectation`).
     """
     atk = name if isinstance(name, Attack) else get_attack(name, **params)
     if threat is None:
         raise ValueError("attack() needs a ThreatModel, e.g. ThreatModel('linf', eps=0.3)")
-    return atk(model, x, y, threat, targets=targets, batch_size=batch_size, adaptive=adaptive)
+    return atk(model, x, y, threat, targets=targets, batch_size=batch_size, adaptive=adaptive, draws=draws)

@@ -94,18 +94,22 @@ def model_logits(
     *,
     batch_size: int | None = None,
     where: str = "the clean inputs",
+    grad: bool = False,
+    offset: int = 0,
 ) -> Tensor:
     """Logits of ``model`` on ``x`` (no gradient), in batches of ``batch_size`` rows, computed
     with ``run(model, x_batch)``; every batch checked to be finite ``(rows, C)`` logits.
 
     A model that raises on ``x`` (a shape it was not built for) or returns anything else
     gets an :class:`InputError` naming the model, the shapes and the fix; non-finite logits
-    name the number of rows and the first bad sample index.
+    name the number of rows and the first bad sample index.  ``grad``: keep the autograd
+    graph (for a pass an attack goes on to differentiate); ``offset``: the global index of
+    ``x``'s first row, for the messages.
     """
     n = x.shape[0]
     bs = n if batch_size is None else batch_size
     out: list[Tensor] = []
-    with torch.no_grad():
+    with torch.set_grad_enabled(grad):
         for i in range(0, n, bs):
             xb = x[i : i + bs]
             try:
@@ -117,4 +121,4 @@ def model_logits(
                     f"{explain_shape_failure(model, tuple(x.shape))} (the model raised: {first})"
                 ) from None
             out.append(check_logits(logits, xb.shape[0], model=model_name(model), x_shape=tuple(x.shape), finite=False))
-    return check_logits(torch.cat(out), n, model=model_name(model), where=where)
+    return check_logits(torch.cat(out), n, model=model_name(model), where=where, offset=offset)

@@ -6,26 +6,20 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Victim", "frozen", "run_model", "CPU_CHUNK", "time_limit", "AttackTimeout"]
+from advlab.chunking import chunk_rows, run_chunked
 
-# On a CPU, a convolutional network run on a few hundred images at once spills its activations
-# out of the cache: measured on the 2-conv CNN (one thread), 500 images in chunks of 128 took
-# 247 ms for forward+backward against 435 ms in one piece.  Passes on the CPU are therefore
-# run in chunks of at most this many rows (on other devices, in one piece).  Per-row results
-# are unchanged: every row is computed independently whatever the chunking.
-CPU_CHUNK = 128
+__all__ = ["Victim", "frozen", "run_model", "time_limit", "AttackTimeout"]
 
 
 def run_model(model: nn.Module, x: Tensor) -> Tensor:
-    """``model(x)``, in chunks of :data:`CPU_CHUNK` rows when ``x`` is on the CPU; the
-    autograd graph (if any) spans the chunks."""
-    if x.device.type != "cpu" or x.shape[0] <= CPU_CHUNK:
-        return model(x)
-    return torch.cat([model(x[i : i + CPU_CHUNK]) for i in range(0, x.shape[0], CPU_CHUNK)])
+    """``model(x)``, on the CPU in chunks of the rows :func:`advlab.chunking.chunk_rows`
+    chooses for this model and input shape; the autograd graph (if any) spans the chunks."""
+    return run_chunked(model, x, chunk_rows(model, x))
 
 
 class AttackTimeout(RuntimeError):
@@ -72,21 +66,77 @@ def frozen(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
+class _CleanPass:
+    """A forward pass already run on the clean inputs with its autograd graph kept: ``leaf``
+    (the inputs, requiring grad, possibly more rows than the batch), ``logits`` computed from
+    it, and ``rows``, the batch's positions among the leaf's rows."""
+
+    def __init__(self, x: Tensor, leaf: Tensor, logits: Tensor, rows: Tensor | None) -> None:
+        self.x, self.leaf, self.logits, self.rows = x, leaf, logits, rows
+
+    def input_grad(self, grad_logits: Tensor) -> Tensor:
+        full = grad_logits if self.rows is None else torch.zeros(
+            (self.leaf.shape[0],) + grad_logits.shape[1:], dtype=grad_logits.dtype, device=grad_logits.device
+        ).index_copy_(0, self.rows, grad_logits)
+        (grad,) = torch.autograd.grad(self.logits, self.leaf, full, retain_graph=True)
+        return grad if self.rows is None else grad[self.rows]
+
+
+class _Reuse(torch.autograd.Function):
+    """Logits of a :class:`_CleanPass` grafted onto the attack's own input tensor, so that
+    gradients with respect to that tensor flow through the graph the clean pass kept."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, shared: _CleanPass) -> Tensor:
+        ctx.shared = shared
+        out = shared.logits.detach()
+        return (out if shared.rows is None else out[shared.rows]).clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad_logits: Tensor) -> tuple[Tensor, None]:
+        return ctx.shared.input_grad(grad_logits), None
+
+
 class Victim:
     """Wraps a model for one batch of ``n`` samples and counts what the attack spends.
 
     ``idx`` arguments are positions inside the batch (a LongTensor or a boolean mask) of the
     rows passed in ``x``; by default every row of the batch, in order.
+
+    The base class may hand over the clean forward pass it ran anyway (:meth:`share_clean_pass`):
+    the attack's first :meth:`forward` (or :meth:`value_and_grad`), if it is on exactly the clean
+    inputs of every row, then reuses that pass's logits and graph instead of running the model
+    again.  It is counted exactly as a fresh pass would be (one forward, and the backward
+    passes taken through it); any other first call discards the shared pass.
     """
 
-    def __init__(self, model: nn.Module, n: int, device: torch.device | str) -> None:
+    def __init__(self, model: nn.Module, n: int, device: torch.device | str, rows_per_row: int = 1) -> None:
         self.model = model
         self.n = n
+        # rows of the underlying model one row of ``model`` costs (an expectation over draws)
+        self.rows_per_row = rows_per_row
         self.forwards = torch.zeros(n, dtype=torch.long, device=device)
         self.backwards = torch.zeros(n, dtype=torch.long, device=device)
+        self._shared: _CleanPass | None = None
+        self.reused_clean_pass = False
+
+    def share_clean_pass(self, x: Tensor, leaf: Tensor, logits: Tensor, rows: Tensor | None = None) -> None:
+        """Offer the clean pass ``logits = model(leaf)`` (graph kept; ``leaf[rows]`` equals the
+        batch's inputs ``x``) to the attack's first forward pass."""
+        self._shared = _CleanPass(x, leaf, logits, rows)
+
+    def _reuse(self, x: Tensor, idx: Tensor | None) -> _CleanPass | None:
+        """The shared clean pass if this first call is on the clean inputs of every row."""
+        shared, self._shared = self._shared, None
+        if shared is None or x.shape != shared.x.shape:
+            return None
+        if idx is not None and not (idx.dtype != torch.bool and torch.equal(idx.to(x.device), torch.arange(self.n, device=x.device))):
+            return None
+        return shared if torch.equal(x.detach(), shared.x) else None
 
     def _count(self, counter: Tensor, idx: Tensor | None, rows: int, amount: int = 1) -> None:
         _check_time()
+        amount *= self.rows_per_row
         if idx is None:
             if rows != self.n:
                 raise ValueError(f"pass idx= when calling the victim on {rows} of {self.n} rows")
@@ -101,6 +151,7 @@ class Victim:
     def logits(self, x: Tensor, idx: Tensor | None = None) -> Tensor:
         """Logits without gradient (one query per row)."""
         self._count(self.forwards, idx, x.shape[0])
+        self._shared = None
         with torch.no_grad():
             return run_model(self.model, x)
 
@@ -110,6 +161,13 @@ class Victim:
         self._count(self.forwards, idx, x.shape[0])
         if backward:
             self._count(self.backwards, idx, x.shape[0])
+        shared = self._reuse(x, idx) if self._shared is not None else None
+        if shared is not None:
+            self.reused_clean_pass = True
+            if x.requires_grad and torch.is_grad_enabled():
+                out: Tensor = _Reuse.apply(x, shared)
+                return out
+            return shared.logits.detach() if shared.rows is None else shared.logits.detach()[shared.rows]
         return run_model(self.model, x)
 
     def value_and_grad(

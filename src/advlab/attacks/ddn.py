@@ -57,6 +57,7 @@ class DDN(Attack):
     paper: ClassVar[str] = "Rony et al., Decoupling Direction and Norm for Efficient Gradient-Based L2 Adversarial Attacks and Defenses, CVPR 2019 (arXiv:1811.09600)"
     minimal: ClassVar[bool] = True
     family: ClassVar[str] = "minimal-norm"
+    starts_at_clean: ClassVar[bool] = True
 
     steps: int = 100
     step_size: float = 1.0

@@ -64,6 +64,7 @@ class DeepFool(Attack):
     minimal: ClassVar[bool] = True
     supports_targeted: ClassVar[bool] = False
     family: ClassVar[str] = "minimal-norm"
+    starts_at_clean: ClassVar[bool] = True
 
     steps: int = 50
     overshoot: float = 0.02
@@ -85,7 +86,7 @@ class DeepFool(Attack):
         dual = get_norm(DUAL[threat.norm])
         k = min(self.candidates, batch.num_classes)
         # Candidate classes: the k - 1 largest clean logits other than the true class.
-        clean = victim.logits(x)
+        clean = batch.logits if batch.logits is not None else victim.logits(x)
         others = clean.scatter(1, y[:, None], float("-inf")).topk(k - 1, dim=1).indices
 
         r_total = torch.zeros_like(x)

@@ -74,6 +74,7 @@ class FMN(Attack):
     paper: ClassVar[str] = "Pintor et al., Fast Minimum-norm Adversarial Attacks through Adaptive Norm Constraints, NeurIPS 2021 (arXiv:2102.12827)"
     minimal: ClassVar[bool] = True
     family: ClassVar[str] = "minimal-norm"
+    starts_at_clean: ClassVar[bool] = True
 
     steps: int = 100
     step_size: float | None = None

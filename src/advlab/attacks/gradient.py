@@ -42,6 +42,7 @@ class FGSM(Attack):
     norms: ClassVar[tuple[str, ...]] = _GRADIENT_NORMS
     paper: ClassVar[str] = "Goodfellow et al. 2014, Explaining and harnessing adversarial examples, arXiv:1412.6572"
     family: ClassVar[str] = "gradient"
+    starts_at_clean: ClassVar[bool] = True
 
     loss: str = "ce"
 
@@ -68,6 +69,7 @@ class BIM(Attack):
     norms: ClassVar[tuple[str, ...]] = _GRADIENT_NORMS
     paper: ClassVar[str] = "Kurakin et al. 2016, Adversarial examples in the physical world, arXiv:1607.02533"
     family: ClassVar[str] = "gradient"
+    starts_at_clean: ClassVar[bool] = True
 
     steps: int = 10
     step_size: float | None = None
@@ -117,6 +119,9 @@ class PGD(Attack):
     def __post_init__(self) -> None:
         check_loop_params(self.name, steps=self.steps, step_size=self.step_size, restarts=self.restarts, loss=self.loss)
 
+    def opens_at_clean(self, threat: ThreatModel) -> bool:
+        return not self.random_start
+
     def _run(self, victim: Victim, batch: Batch, threat: ThreatModel, rng: CounterRNG) -> Tensor:
         step = self.step_size or 2.5 * _eps(threat) / self.steps
         s = LoopSettings(
@@ -147,6 +152,7 @@ class MIFGSM(Attack):
     norms: ClassVar[tuple[str, ...]] = _GRADIENT_NORMS
     paper: ClassVar[str] = "Dong et al. 2018, Boosting adversarial attacks with momentum, arXiv:1710.06081"
     family: ClassVar[str] = "gradient"
+    starts_at_clean: ClassVar[bool] = True
 
     steps: int = 10
     step_size: float | None = None

@@ -417,6 +417,12 @@ class Defended(Wrapper):
         z = self.transform.bpda(x) if self.bpda else self.transform(x)
         return self.model(z)
 
+    @property
+    def randomized(self) -> bool:
+        """Whether the forward pass is random (a randomized transform, or a randomized model
+        inside): success is then judged by the expected prediction (:mod:`advlab.expectation`)."""
+        return bool(self.transform.randomized or getattr(self.model, "randomized", False))
+
     def adaptive(self) -> nn.Module:
         """The model an adaptive attack differentiates: BPDA through the transformation, EOT
         over its randomness, and the inner model's own adaptive form (weights are shared)."""

@@ -76,17 +76,17 @@ def weights_header(path: str | Path) -> dict[str, tuple[int, ...]]:
     p = Path(path)
     if not p.is_file():
         raise ModelFileError(f"weights file {p} does not exist")
-    with open(p, "rb") as f:
-        head = f.read(8)
-    if head[:2] == b"PK" or head[:1] == b"\x80":
-        raise ModelFileError(
-            f"{p} is a pickle (torch.save output), not safetensors; advlab never loads pickles. "
-            "Convert it where you trust it: safetensors.torch.save_file(model.state_dict(), 'model.safetensors')"
-        )
     try:
         with safe_open(str(p), framework="pt") as f:  # type: ignore[no-untyped-call]
             shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except Exception as exc:  # safetensors raises its own error types for every kind of damage
+        with open(p, "rb") as fh:
+            head = fh.read(2)
+        if head == b"PK" or head[:1] == b"\x80":  # torch.save's zip archive, or a bare pickle
+            raise ModelFileError(
+                f"{p} is a pickle (torch.save output), not safetensors; advlab never loads pickles. "
+                "Convert it where you trust it: safetensors.torch.save_file(model.state_dict(), 'model.safetensors')"
+            ) from None
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"{p} is not a valid safetensors file (truncated or another format?): {reason}") from None
     size = p.stat().st_size
