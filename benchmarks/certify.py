@@ -18,6 +18,14 @@ Sections (each seeded; models are trained once and cached under ``--cache``):
   SmoothAdv leaves on the smoothed classifier at L2 0.5 and 1.0.
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/certify.py --n 500 --json certify.json
+
+Measured once (one thread, a shared 2-core machine, defaults): the IBP-trained CNN (40
+epochs, 1051 s of training) has clean accuracy 95.6% and certified accuracy at Linf 0.1 of
+91.4% (IBP) / 92.2% (CROWN) on 500 test images, against 92.4% robust under the worst of PGD,
+PGD-margin, APGD-CE and APGD-DLR: a gap of 0.2 points.  CROWN there takes 0.49 s per image,
+IBP 4 ms.  Randomized smoothing (n = 10,000, alpha 0.001, 30 images) certifies 90% at L2 0.5
+with sigma 0.25 and 86.7% / 76.7% / 46.7% at L2 0.5 / 1.0 / 1.5 with sigma 0.5, in about 20 s
+per image.
 """
 
 from __future__ import annotations
