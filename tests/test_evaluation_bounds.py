@@ -56,6 +56,10 @@ def test_bracket_for_the_seed_mlp(mlp_run):
     radius = cert["radius"]
     assert radius["violations"] == 0 and radius["samples_with_both"] > 0
     assert radius["median_ratio"] >= 1.0 and 0.0 <= radius["tight_share"] <= 1.0
+    curve = radius["curve"]
+    found = data["threats"][0]["minimal"]["curve"]
+    assert [e for e, _ in curve] == [e for e, _ in found]
+    assert all(c <= f for (_, c), (_, f) in zip(curve, found, strict=True))  # certified radii below the found ones
     intervals = data["samples"]["certified"][data["threats"][0]["key"]]["interval"]
     assert all(hi is None or lo <= hi for lo, hi in intervals)
     assert BRACKET in result.summary and "median ratio found/certified" in result.summary

@@ -81,6 +81,10 @@ def draw_certified(ax: Any, threat: dict[str, Any], clean: float) -> None:
     upper = [clean] + [r["robust_accuracy"] for r in rows]
     ax.plot(eps, lower, "-s", color=GOOD, label=f"certified ({cert['method'].upper()})", zorder=3)
     ax.fill_between(eps, lower, upper, color=WARN, alpha=0.18, label="gap: true robust accuracy lies here")
+    radius = cert.get("radius")
+    if radius and radius.get("curve"):
+        c = np.asarray(radius["curve"], dtype=float)
+        ax.plot(c[:, 0], c[:, 1], "--", color=GOOD, label=f"implied by certified radii ({cert['method'].upper()})")
 
 
 def certified_text(threat: dict[str, Any]) -> str:
