@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 import advlab
+from advlab.certify.network import as_chain
 from advlab.evaluation import EvaluationPlan, ThreatSpec
 from advlab.evaluation import bounds as bounds_module
 from advlab.evaluation.bounds import BoundContradiction, choose_method
@@ -93,15 +94,32 @@ class WithCustomLayer(nn.Module):
         return self.custom(self.inner(x))
 
 
+class Misdeclared(nn.Module):
+    """Declares the seed MLP's chain but computes something else: the check must catch it
+    and the evaluation must not crash after its attacks."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def bound_layers(self):
+        return as_chain(self.inner)
+
+    def forward(self, x):
+        return self.inner(x) + torch.linspace(0, 1, 10)
+
+
 def test_unsupported_models_get_the_attacks_and_a_sentence(seed_mlp, lstm, tmp_path):
-    for i, model in enumerate((WithCustomLayer(seed_mlp), lstm)):
+    reasons = []
+    for i, model in enumerate((WithCustomLayer(seed_mlp), Misdeclared(seed_mlp), lstm)):
         result = advlab.evaluate(model, "mnist-sample", plan(samples=4, eps=(0.05,), certify="auto"), out=tmp_path / str(i))
         cert = result.threat()["certified"]
         assert not cert["available"] and cert["reason"]
         assert "No certified bound: " + cert["reason"] in result.summary
         assert 0.0 <= result.robust_accuracy() <= 1.0  # the attacks' numbers stand alone
         assert "No certified bound" in (tmp_path / str(i) / "report.html").read_text(encoding="utf-8")
-    assert "LSTM" in cert["reason"]
+        reasons.append(cert["reason"])
+    assert "Custom" in reasons[0] and "not the chain of its layers" in reasons[1] and "LSTM" in reasons[2]
 
 
 def test_a_bound_that_certifies_a_broken_sample_raises(seed_mlp, tmp_path, monkeypatch):

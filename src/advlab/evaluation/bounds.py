@@ -35,6 +35,7 @@ from advlab.certify.network import as_chain, supports
 from advlab.evaluation import keys
 from advlab.evaluation.aggregate import Folded
 from advlab.evaluation.units import Job
+from advlab.validation import InputError
 
 __all__ = ["METHODS", "BoundContradiction", "choose_method", "add_bounds"]
 
@@ -116,7 +117,10 @@ def _threat_bounds(
     x, y = job.x, job.y
     per_eps, statuses = [], {}
     for fold, agg in zip(folds, block["results"], strict=True):
-        flags, why = certified_flags(job.model, x, y, spec.threat(fold.eps), method)
+        try:
+            flags, why = certified_flags(job.model, x, y, spec.threat(fold.eps), method)
+        except InputError as exc:  # e.g. a forward pass that is not the chain of its layers
+            return {"method": None, "available": False, "reason": str(exc)}, {}
         if flags is None:
             return {"method": None, "available": False, "reason": why}, {}
         broken = torch.from_numpy(~fold.robust)
