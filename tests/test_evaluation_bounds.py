@@ -148,3 +148,19 @@ def test_method_rule_and_the_off_switch(seed_mlp, cnn, tmp_path):
     result = advlab.evaluate(seed_mlp, "mnist-sample", plan(samples=4, eps=(0.05,), certify="off"), out=tmp_path)
     assert not result.threat()["certified"]["available"] and "certify = 'off'" in result.summary
     assert result.data["cost"]["certify"]["model_forwards"] == 0
+
+
+def test_cli_certify_option(seed_mlp, tmp_path):
+    from typer.testing import CliRunner
+
+    from advlab.cli import app
+    from advlab.models import save_model
+
+    save_model(seed_mlp, tmp_path / "mlp")
+    args = ["evaluate", str(tmp_path / "mlp"), "--out", str(tmp_path / "run"), "--samples", "4", "--eps", "0.01", "--attacks", "fgsm", "--minimal", "false", "--no-report"]
+    res = CliRunner().invoke(app, [*args, "--certify", "ibp"])
+    assert res.exit_code == 0, res.output
+    data = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert data["plan"]["certify"] == "ibp" and data["threats"][0]["certified"]["method"] == "ibp"
+    res = CliRunner().invoke(app, [*args[:3], str(tmp_path / "bad"), *args[4:], "--certify", "exact"])
+    assert res.exit_code != 0 and "certify must be" in res.output
