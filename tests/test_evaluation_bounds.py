@@ -42,12 +42,12 @@ def test_bracket_for_the_seed_mlp(mlp_run):
         _check_block(data, block)
     assert BRACKET in result.summary and "median ratio found/certified" in result.summary
     cost = data["cost"]["certify"]
-    assert cost["method"] == "crown" and cost["model_forwards"] > 0 and "no attack passes" in cost["note"]
+    assert cost["method"] == "CROWN" and cost["model_forwards"] > 0 and "no attack passes" in cost["note"]
 
 
 def _check_block(data: dict, block: dict) -> None:
     cert = block["certified"]
-    assert cert["available"] and cert["method"] == "crown" and cert["reason"] is None
+    assert cert["available"] and cert["method"] == "CROWN" and cert["max_neurons"] == 64 and cert["reason"] is None
     status = data["samples"]["certified"][block["key"]]["status"]
     outcomes = data["samples"]["outcomes"][block["key"]]
     for row, budget in zip(cert["per_eps"], block["results"], strict=True):
@@ -148,8 +148,8 @@ def test_a_radius_above_a_found_perturbation_raises(seed_mlp, tmp_path, monkeypa
 
 
 def test_method_rule_and_the_off_switch(seed_mlp, cnn, tmp_path):
-    assert choose_method(seed_mlp, "auto") == "crown" and choose_method(cnn, "auto") == "ibp"
-    assert choose_method(cnn, "crown") == "crown"
+    assert choose_method(seed_mlp, "auto") == ("crown", 64) and choose_method(cnn, "auto") == ("crown", 0)
+    assert choose_method(cnn, "crown") == ("crown", 64) and choose_method(seed_mlp, "ibp") == ("ibp", 0)
     with pytest.raises(ValueError, match="certify must be"):
         EvaluationPlan(certify="exact")
     result = advlab.evaluate(seed_mlp, "mnist-sample", plan(samples=4, eps=(0.05,), certify="off"), out=tmp_path)
@@ -170,6 +170,6 @@ def test_cli_certify_option(seed_mlp, tmp_path):
     res = CliRunner().invoke(app, [*args, "--certify", "ibp"])
     assert res.exit_code == 0, res.output
     data = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert data["plan"]["certify"] == "ibp" and data["threats"][0]["certified"]["method"] == "ibp"
+    assert data["plan"]["certify"] == "ibp" and data["threats"][0]["certified"]["method"] == "IBP"
     res = CliRunner().invoke(app, [*args[:3], str(tmp_path / "bad"), *args[4:], "--certify", "exact"])
     assert res.exit_code != 0 and "certify must be" in res.output

@@ -140,7 +140,8 @@ class EvaluationPlan:
         How many example images the report shows.
     certify:
         Certified bounds beside the attacks (:mod:`advlab.evaluation.bounds`): ``"auto"``
-        (CROWN for models without convolutions, IBP otherwise), ``"crown"``, ``"ibp"`` or
+        (CROWN; over IBP's intermediate bounds for convolutional or large models, IBP for very
+        large ones: :func:`advlab.evaluation.bounds.choose_method`), ``"crown"``, ``"ibp"`` or
         ``"off"``.  Models the bounds do not cover get the attacks alone.
     """
 

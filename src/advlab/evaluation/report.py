@@ -64,7 +64,7 @@ def curve_figure(api: Any, threat: dict[str, Any], clean: float, name: str) -> A
     caption = f"Robust accuracy against {threat['key']} perturbations as the budget grows."
     if (threat.get("certified") or {}).get("available"):
         caption += (
-            f" Green: certified accuracy ({threat['certified']['method'].upper()}), a lower bound; red: the attacks' robust accuracy, "
+            f" Green: certified accuracy ({threat['certified']['method']}), a lower bound; red: the attacks' robust accuracy, "
             "an upper bound; the true robust accuracy lies in the shaded gap."
         )
     return api.Figure(name, _png(fig), caption)
@@ -79,12 +79,12 @@ def draw_certified(ax: Any, threat: dict[str, Any], clean: float) -> None:
     eps = [0.0] + [r["eps"] for r in rows]
     lower = [clean] + [r["certified_accuracy"] for r in rows]
     upper = [clean] + [r["robust_accuracy"] for r in rows]
-    ax.plot(eps, lower, "-s", color=GOOD, label=f"certified ({cert['method'].upper()})", zorder=3)
+    ax.plot(eps, lower, "-s", color=GOOD, label=f"certified ({cert['method']})", zorder=3)
     ax.fill_between(eps, lower, upper, color=WARN, alpha=0.18, label="gap: true robust accuracy lies here")
     radius = cert.get("radius")
     if radius and radius.get("curve"):
         c = np.asarray(radius["curve"], dtype=float)
-        ax.plot(c[:, 0], c[:, 1], "--", color=GOOD, label=f"implied by certified radii ({cert['method'].upper()})")
+        ax.plot(c[:, 0], c[:, 1], "--", color=GOOD, label=f"implied by certified radii ({cert['method']})")
 
 
 def certified_text(threat: dict[str, Any]) -> str:
@@ -94,7 +94,7 @@ def certified_text(threat: dict[str, Any]) -> str:
         return ""
     if not cert["available"]:
         return f"\n\nNo certified bound: {cert['reason']}."
-    text = "\n\nCertified accuracy ≤ true robust accuracy ≤ attacked robust accuracy (" + cert["method"].upper() + "): " + "; ".join(
+    text = "\n\nCertified accuracy ≤ true robust accuracy ≤ attacked robust accuracy (" + cert["method"] + "): " + "; ".join(
         f"eps {r['eps']:g}: {_pct(r['certified_accuracy'])} ≤ … ≤ {_pct(r['robust_accuracy'])} (gap {100 * r['gap']:.1f} points; "
         f"{r['status']['certified']} certified, {r['status']['broken']} broken, {r['status']['unknown']} unknown)"
         for r in cert["per_eps"]
@@ -372,7 +372,7 @@ def _certify_cost(c: dict[str, Any] | None) -> str:
     if not c or not c.get("method"):
         return ""
     return (
-        f" Certified bounds ({c['method'].upper()}): {c['seconds']:.2f} s, counted apart from the attacks; they propagate bounds through "
+        f" Certified bounds ({c['method']}): {c['seconds']:.2f} s, counted apart from the attacks; they propagate bounds through "
         f"the layers and run no attack passes (the model was called on {c['model_forwards']} rows for clean logits and the chain check)."
     )
 
