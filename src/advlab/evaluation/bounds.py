@@ -78,9 +78,9 @@ def choose_method(model: nn.Module, setting: str) -> tuple[str, int]:
 
 
 def describe(method: str, max_neurons: int) -> str:
-    """``CROWN``, ``CROWN (intermediate bounds by IBP)`` or ``IBP``."""
+    """``CROWN``, ``CROWN over IBP intermediate bounds`` or ``IBP``."""
     if method == "crown" and max_neurons == 0:
-        return "CROWN (intermediate bounds by IBP)"
+        return "CROWN over IBP intermediate bounds"
     return method.upper()
 
 
