@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -180,6 +181,7 @@ def probe_unit(job: Job, b: int) -> dict[str, Any]:
     autograd graph -- their difference reveals randomness --, and a random point of the ball)
     and three backward passes (cross-entropy and margin at the clean input, cross-entropy at
     the random point)."""
+    began = time.perf_counter()
     x, y, index = job.batch(b)
     model = job.model
     spec = job.plan.threats[0]
@@ -214,6 +216,7 @@ def probe_unit(job: Job, b: int) -> dict[str, Any]:
         "grad_zero_random": _np(g_ce_random.abs().amax(1) == 0),
         "margin_grad_zero": _np(g_margin_zero),
         "shattered": _np(g_margin_zero & changes),
+        "seconds": time.perf_counter() - began,
         "forwards": 3 * rows,
         "backwards": 3 * rows,
     }
