@@ -57,7 +57,7 @@ def test_pgd_topology_is_stronger_than_random_flips(graph_run):
 def test_results_follow_the_evaluation_schema(graph_run):
     result, out = graph_run
     data = json.loads((out / "results.json").read_text())
-    assert data["schema"] == "advlab.evaluation/2" and data["kind"] == "graph"
+    assert data["schema"] == "advlab.evaluation/3" and data["kind"] == "graph"
     assert [t["key"] for t in data["threats"]] == ["edges-evasion-white", "edges-per-target-evasion-white", "features-evasion-white"]
     for t in data["threats"]:
         assert t["threat_model"].startswith("evasion, white box")

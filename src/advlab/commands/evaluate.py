@@ -29,6 +29,7 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
         eps: str = typer.Option(None, help="Comma-separated budgets for a one-threat plan, e.g. 0.1,0.2,0.3."),
         attacks: str = typer.Option(None, help="Comma-separated attack cascade (default: auto)."),
         minimal: str = typer.Option(None, help="Minimal-norm attack name, 'true' or 'false'."),
+        certify: str = typer.Option(None, help="Certified bounds beside the attacks: auto, crown, ibp or off (overrides the plan)."),
         device: str = typer.Option(None, help="cpu or cuda (default: CUDA when available)."),
         report: bool = typer.Option(True, "--report/--no-report", help="Write report.html."),
         budgets: str = typer.Option(None, help="Graph victims: edge-flip budgets, counts or shares of the edges (0,4,5%)."),
@@ -50,6 +51,8 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
 
             graph_options = {"budgets": budgets, "target_budgets": target_budgets, "targets": targets, "goals": goal, "steps": steps}
             if evaluator_for(model, data) is not None:
+                if certify is not None:
+                    raise ValueError("--certify applies to image, sequence and vector models, not to a graph evaluation")
                 if weights or mean or std or box:
                     raise ValueError("--weights, --mean, --std and --box apply to image models, not to a graph evaluation")
                 graph_overrides = _graph_overrides(graph_options, samples=samples, seed=seed, batch_size=batch_size, norm=norm, eps=eps, attacks=attacks, minimal=minimal)
@@ -60,7 +63,7 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
             given = [flags[k] for k, v in graph_options.items() if v is not None]
             if given:
                 raise ValueError(f"{', '.join(given)} apply to graph victims (a GCN with --data karate or csbm), not to {model!r}")
-            overrides: dict = {"samples": samples, "seed": seed, "batch_size": batch_size}
+            overrides: dict = {"samples": samples, "seed": seed, "batch_size": batch_size, "certify": certify}
             if minimal is not None:
                 overrides["minimal"] = {"true": True, "false": False}.get(minimal.lower(), minimal)
             the_plan = as_plan(plan, **overrides)

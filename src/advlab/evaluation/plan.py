@@ -138,6 +138,11 @@ class EvaluationPlan:
         When a check fails, run stronger attacks on the samples still robust.
     examples:
         How many example images the report shows.
+    certify:
+        Certified bounds beside the attacks (:mod:`advlab.evaluation.bounds`): ``"auto"``
+        (CROWN; over IBP's intermediate bounds for convolutional or large models, IBP for very
+        large ones: :func:`advlab.evaluation.bounds.choose_method`), ``"crown"``, ``"ibp"`` or
+        ``"off"``.  Models the bounds do not cover get the attacks alone.
     """
 
     threats: tuple[ThreatSpec, ...] = (ThreatSpec("linf", (0.1, 0.2, 0.3)),)
@@ -149,6 +154,7 @@ class EvaluationPlan:
     audit: bool = True
     escalate: bool = True
     examples: int = 8
+    certify: str = "auto"
 
     def __post_init__(self) -> None:
         threats = self.threats
@@ -169,6 +175,8 @@ class EvaluationPlan:
             raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
         if not isinstance(self.examples, int) or self.examples < 0:
             raise ValueError(f"examples must be a non-negative int, got {self.examples!r}")
+        if self.certify not in ("auto", "crown", "ibp", "off"):
+            raise ValueError(f"certify must be 'auto', 'crown', 'ibp' or 'off', got {self.certify!r}")
         for name in ("adaptive", "audit", "escalate"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")

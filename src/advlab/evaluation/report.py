@@ -60,13 +60,59 @@ def curve_figure(api: Any, threat: dict[str, Any], clean: float, name: str) -> A
     if minimal:
         c = np.asarray(minimal["curve"], dtype=float)
         ax.plot(c[:, 0], c[:, 1], "-", color=ACCENT, label=f"implied by {minimal['attack']}")
+    draw_certified(ax, threat, clean)
     ax.set_xlabel(f"eps ({threat['norm']})")
     ax.set_ylabel("robust accuracy")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, frameon=False)
     ax.set_title(threat["threat_model"].split(",")[0] + f" ({threat['norm']})", fontsize=10)
-    return api.Figure(name, _png(fig), f"Robust accuracy against {threat['key']} perturbations as the budget grows.")
+    caption = f"Robust accuracy against {threat['key']} perturbations as the budget grows."
+    if (threat.get("certified") or {}).get("available"):
+        caption += (
+            f" Green: certified accuracy ({threat['certified']['method']}), a lower bound; red: the attacks' robust accuracy, "
+            "an upper bound; the true robust accuracy lies in the shaded gap."
+        )
+    return api.Figure(name, _png(fig), caption)
+
+
+def draw_certified(ax: Any, threat: dict[str, Any], clean: float) -> None:
+    """The certified-accuracy curve under the attacked one, the gap between them shaded."""
+    cert = threat.get("certified") or {}
+    if not cert.get("available"):
+        return
+    rows = cert["per_eps"]
+    eps = [0.0] + [r["eps"] for r in rows]
+    lower = [clean] + [r["certified_accuracy"] for r in rows]
+    upper = [clean] + [r["robust_accuracy"] for r in rows]
+    ax.plot(eps, lower, "-s", color=GOOD, label=f"certified ({cert['method']})", zorder=3)
+    ax.fill_between(eps, lower, upper, color=WARN, alpha=0.18, label="gap: true robust accuracy lies here")
+    radius = cert.get("radius")
+    if radius and radius.get("curve"):
+        c = np.asarray(radius["curve"], dtype=float)
+        ax.plot(c[:, 0], c[:, 1], "--", color=GOOD, label=f"implied by certified radii ({cert['method']})")
+
+
+def certified_text(threat: dict[str, Any]) -> str:
+    """The threat section's paragraph on the certified bounds (or why there are none)."""
+    cert = threat.get("certified")
+    if not cert:
+        return ""
+    if not cert["available"]:
+        return f"\n\nNo certified bound: {cert['reason']}."
+    text = "\n\nCertified accuracy ≤ true robust accuracy ≤ attacked robust accuracy (" + cert["method"] + "): " + "; ".join(
+        f"eps {r['eps']:g}: {_pct(r['certified_accuracy'])} ≤ … ≤ {_pct(r['robust_accuracy'])} (gap {100 * r['gap']:.1f} points; "
+        f"{r['status']['certified']} certified, {r['status']['broken']} broken, {r['status']['unknown']} unknown)"
+        for r in cert["per_eps"]
+    ) + "."
+    rad = cert.get("radius")
+    if rad:
+        text += (
+            f" Per sample, certified radius ≤ true minimal perturbation ≤ the one {rad['attack']} found: on {rad['samples_with_both']} "
+            f"samples with both ends, median ratio found/certified {_fmt(rad['median_ratio'])}, {_pct(rad['tight_share'])} tight within 10%, "
+            f"{rad['violations']} violations."
+        )
+    return text
 
 
 def histogram_figure(api: Any, threat: dict[str, Any], norms: list[float | None], name: str) -> Any:
@@ -244,6 +290,8 @@ def sections(results: dict[str, Any]) -> list[Any]:
     for t in results["threats"]:
         head = t["results"][-1]
         metrics[f"robust accuracy, {t['norm']} {head['eps']:g}"] = _pct(head["robust_accuracy"]) + _interval(head)
+        if (t.get("certified") or {}).get("available"):
+            metrics[f"certified accuracy, {t['norm']} {head['eps']:g}"] = _pct(t["certified"]["per_eps"][-1]["certified_accuracy"])
     metrics["audit"] = "clean" if audit["clean"] else f"{verdicts.count('fail')} check(s) failed"
     out.append(api.Section("Summary", results["summary"], metrics=metrics))
 
@@ -272,6 +320,7 @@ def sections(results: dict[str, Any]) -> list[Any]:
             )
         if t.get("escalation"):
             text += f"\n\nEscalation attacks run here: {', '.join(t['escalation'])}."
+        text += certified_text(t)
         out.append(api.Section(f"Threat model: {t['key']}", text, figures=figs, tables=tables))
 
     if results.get("examples"):
@@ -284,7 +333,8 @@ def sections(results: dict[str, Any]) -> list[Any]:
     out.append(
         api.Section(
             "Cost",
-            f"Wall time {cost['wall_seconds']:.1f} s; {cost['forwards']} forward passes (queries) and {cost['backwards']} backward passes in all.",
+            f"Wall time {cost['wall_seconds']:.1f} s; {cost['forwards']} forward passes (queries) and {cost['backwards']} backward passes in all."
+            + _certify_cost(cost.get("certify")),
             tables=[api.Table(["stage", "kind", "forward passes", "backward passes", "seconds"], rows)],
         )
     )
@@ -321,6 +371,15 @@ def audit_section(api: Any, audit: dict[str, Any]) -> Any:
         text,
         tables=[api.Table(["verdict", "check", "threat", "evidence", "docs"], rows)],
         checks={f"{c['title']} ({c['threat'] or 'model'})": c["verdict"] != "fail" for c in audit["checks"] if c["verdict"] != "skipped"},
+    )
+
+
+def _certify_cost(c: dict[str, Any] | None) -> str:
+    if not c or not c.get("method"):
+        return ""
+    return (
+        f" Certified bounds ({c['method']}): {c['seconds']:.2f} s, counted apart from the attacks; they propagate bounds through "
+        f"the layers and run no attack passes (the model was called on {c['model_forwards']} rows for clean logits and the chain check)."
     )
 
 

@@ -5,6 +5,11 @@ device, git revision), ``model``, ``data``, ``clean_accuracy``, ``threats`` (rob
 per budget, per stage of the cascade, per class; the minimal-norm distribution and its
 curve; the escalation), ``audit`` (every check), ``cost``, ``samples`` (per-sample outcomes)
 and ``examples`` (a few inputs with their adversarial versions, for the report).
+
+Schema 3 adds the certified bounds (:mod:`.bounds`): ``threats[i].certified`` (certified
+accuracy per budget beside the robust accuracy, the radius bracket of a minimal-norm run, or
+the reason there is no bound), ``samples.certified`` (per-sample status and intervals) and
+``cost.certify``.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from advlab.models.preprocessing import InputAdapter
 
 __all__ = ["SCHEMA", "EvaluationResult", "build_results", "write_json", "comparable", "environment"]
 
-SCHEMA = "advlab.evaluation/2"
+SCHEMA = "advlab.evaluation/3"
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 TIMING_KEYS = ("seconds", "wall_seconds", "attack_seconds", "report_seconds", "created", "environment", "images_per_second")
 

@@ -24,6 +24,7 @@ from torch import nn
 from advlab.evaluation import keys
 from advlab.evaluation.aggregate import Folded, concat_units, fold_all, fold_batch
 from advlab.evaluation.audit import escalation_actions, run_checks
+from advlab.evaluation.bounds import add_bounds
 from advlab.evaluation.distributed import Cluster, cluster_from_env
 from advlab.evaluation.ensemble import build_cascade, minimal_attack, single_step_attack
 from advlab.evaluation.plan import EvaluationPlan, as_plan
@@ -352,6 +353,7 @@ def _run_stored(
         cluster=cluster,
         wall_seconds=time.perf_counter() - started,
     )
+    add_bounds(results, job, final, units)
     result = EvaluationResult(results, folder)
     if cluster.main:
         if report:
