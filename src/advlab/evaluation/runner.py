@@ -188,7 +188,14 @@ def evaluate(
     folder = Path(out)
     try:
         with _borrowed(victim, cluster.device):
-            return _run(victim, model_name, x, y, classes, data_name, split, the_plan, folder, cluster, progress or _default_progress(cluster), report, time.perf_counter())
+            started = time.perf_counter()
+            identity = {"plan": the_plan.fingerprint(), "model": model_hash(victim), "data": _hash_tensors(x, y)}
+            store = Store(folder, identity, rank=cluster.rank)
+            try:
+                return _run(victim, model_name, x, y, classes, data_name, split, the_plan, folder, cluster, progress or _default_progress(cluster), report, store, started)
+            except BaseException:
+                store.discard_if_empty()  # a failed run leaves no folder that looks resumable
+                raise
     finally:
         cluster.close()
         if tmp is not None:
@@ -217,30 +224,6 @@ def _borrowed(model: nn.Module, device: torch.device) -> Iterator[nn.Module]:
 
 
 def _run(
-    model: nn.Module,
-    model_name: str,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    classes: list[str],
-    data_name: str,
-    split: str,
-    plan: EvaluationPlan,
-    folder: Path,
-    cluster: Cluster,
-    progress: Progress,
-    report: bool,
-    started: float,
-) -> EvaluationResult:
-    identity = {"plan": plan.fingerprint(), "model": model_hash(model), "data": _hash_tensors(x, y)}
-    store = Store(folder, identity, rank=cluster.rank)
-    try:
-        return _run_stored(model, model_name, x, y, classes, data_name, split, plan, folder, cluster, progress, report, store, started)
-    except BaseException:
-        store.discard_if_empty()
-        raise
-
-
-def _run_stored(
     model: nn.Module,
     model_name: str,
     x: torch.Tensor,
