@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import advlab
@@ -114,3 +116,16 @@ def test_the_check_explains_itself(seed_mlp, tmp_path):
     assert check["verdict"] == "fail" and check["docs"].endswith("#batch-dependence")
     assert check["numbers"]["affected"] == 8 and "beyond 0.001" in check["evidence"]
     assert not result.audit_clean
+
+
+@settings(max_examples=25, deadline=None)
+@given(rows=st.integers(1, 12), width=st.integers(1, 20), classes=st.integers(2, 6), seed=st.integers(0, 2**16))
+def test_a_per_sample_model_is_never_batch_dependent(rows, width, classes, seed):
+    """Property: a model that treats rows independently is never flagged, whatever the batch."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(width, 16), nn.ReLU(), nn.Linear(16, classes)).eval()
+    x = torch.rand(rows, width)
+    with torch.no_grad():
+        first = model(x)
+    got = batch_composition(model, x, first, (0.0, 1.0), seed=seed)
+    assert not bool(got["affected"].any()) and got["autograd"] is None

@@ -59,3 +59,20 @@ def test_the_audit_check_passes_a_strong_cascade_and_fails_a_crippled_one(seed_m
     check = bad.check("binarization-test")
     assert check["verdict"] == "fail" and "restarts" in check["actions"] and check["docs"].endswith("#binarization-test")
     assert not bad.audit_clean
+
+
+class Thresholded(torch.nn.Module):
+    """Inputs binarized at 0.5 before the network: zero gradients almost everywhere."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model((x > 0.5).float())
+
+
+def test_a_gradient_masking_model_fails_it_even_with_a_strong_attack(seed_mlp, mnist):
+    x = mnist.x_test[:10]
+    got = binarization_test(Thresholded(seed_mlp), x, THREAT, 0, runner(get_attack("apgd")))
+    assert got is not None and got["tested"] >= 5 and got["found"] < 0.5
