@@ -72,7 +72,7 @@ def plan(samples: int = 8) -> EvaluationPlan:
 
 
 def verdicts(model, tmp_path) -> dict[str, str]:
-    result = advlab.evaluate(model, "mnist-sample", plan(), out=tmp_path, report=False)
+    result = advlab.evaluate(model, "mnist-sample", plan(4), out=tmp_path, report=False)
     return {c["id"]: c["verdict"] for c in result.data["audit"]["checks"]}
 
 
