@@ -384,6 +384,9 @@ def binarization_run(job: Job, spec: ThreatSpec, x: Tensor, index: Tensor, corre
     chosen = correct & (index < BINARIZATION_SAMPLES)
     tested = np.zeros(len(x), dtype=bool)
     found = np.zeros(len(x), dtype=bool)
+    # every batch carries the arrays (all False outside the tested samples): batches are joined
+    out["binarization_tested"] = tested
+    out["binarization_found"] = found
     if not bool(chosen.any()):
         return
     threat = dataclasses.replace(spec.threat(spec.headline), targeted=False)
@@ -401,8 +404,6 @@ def binarization_run(job: Job, spec: ThreatSpec, x: Tensor, index: Tensor, corre
     kept = _np(rows)[_np(got["kept"])]
     tested[kept] = True
     found[kept] = _np(got["found_mask"])
-    out["binarization_tested"] = tested
-    out["binarization_found"] = found
     out["runs"]["binarization"] = {"forwards": got["forwards"], "backwards": got["backwards"], "seconds": time.perf_counter() - t0}
 
 
