@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.advlab-installed
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test lint bench compare-deps compare clean
+.PHONY: venv onnx-deps demo test lint bench compare-deps compare clean
 
 venv: $(STAMP)
 
@@ -17,7 +17,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
 	$(BIN)/python -c "import importlib.metadata as m; print('torch==' + m.version('torch'))" > $(VENV)/torch-constraint.txt
 	$(BIN)/python -m pip install -q -c $(VENV)/torch-constraint.txt -e ".[dev]"
+	$(MAKE) onnx-deps
 	touch $(STAMP)
+
+# The `onnx` extra for the tests of ONNX models: onnx itself with torch pinned, and onnx2torch
+# without its torchvision requirement (the torchvision wheel for this torch is a CUDA build that
+# does not import beside the CPU torch; advlab.models.onnx_import loads onnx2torch without it).
+onnx-deps:
+	$(BIN)/python -m pip install -q -c $(VENV)/torch-constraint.txt "onnx>=1.14"
+	$(BIN)/python -m pip install -q --no-deps "onnx2torch>=1.5"
 
 demo: $(STAMP)
 	$(BIN)/advlab demo --out runs/demo

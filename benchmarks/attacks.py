@@ -4,10 +4,16 @@ For each attack and model, on the same images, three timings (CPU time of this p
 of ``--repeat`` interleaved runs, so that other load on the machine does not count):
 
 * floor: exactly k forward + backward passes (gradient w.r.t. the input) of the same model
-  in plain torch, k = the attack's gradient steps per sample (steps * restarts);
+  in plain torch, k = the attack's gradient steps per sample (steps * restarts), at the
+  fastest batch shape for this model (one piece or chunks, measured here with
+  ``advlab.chunking.calibrate``);
 * loop: the attack's own work (``Attack._run`` on every batch);
 * call: the whole ``attack(model, x, y, threat)`` call, which adds input validation, a clean
-  forward pass, the projection of the output and a verification forward pass.
+  forward pass (for attacks that start with a gradient at the clean input, that pass is
+  their first step's forward pass), the projection of the output and a verification
+  forward pass on the attacked rows.
+
+The peers, in the same run and against the same floor: ``benchmarks/compare.py``.
 
 Run with early stopping on (the default: cheaper than the floor when samples break early)
 and off (every sample runs every step: this isolates the per-step overhead).
@@ -21,9 +27,9 @@ import argparse
 import time
 
 import torch
-import torch.nn.functional as F
 
 from advlab.attacks import Batch, get_attack
+from advlab.chunking import calibrate, chunk_rows, time_passes
 from advlab.data import load_data
 from advlab.models import trained_model
 from advlab.rng import CounterRNG
@@ -39,19 +45,13 @@ ATTACKS = [
     ("cw-linf", {"steps": 40}, 40),
     ("apgd", {"steps": 40}, 40),
 ]
-clock = time.process_time
+clock = time.process_time  # the same clock as advlab.chunking.time_passes
 
 
-def floor_seconds(model, x, y, k: int, batch_size: int) -> float:
-    """Exactly k forward+backward passes (gradient w.r.t. the input) on every image."""
-    start = clock()
-    for i in range(0, len(x), batch_size):
-        xb, yb = x[i : i + batch_size], y[i : i + batch_size]
-        for _ in range(k):
-            xr = xb.detach().requires_grad_(True)
-            loss = F.cross_entropy(model(xr), yb, reduction="none")
-            torch.autograd.grad(loss.sum(), xr)
-    return clock() - start
+def floor_seconds(model, x, k: int, batch_size: int, rows: int | None) -> float:
+    """Exactly k forward+backward passes (gradient w.r.t. the input) on every image, in
+    chunks of ``rows`` (``None``: one piece)."""
+    return sum(time_passes(model, x[i : i + batch_size], rows, k) for i in range(0, len(x), batch_size))
 
 
 def loop_seconds(atk, model, x, y, threat, batch_size: int) -> float:
@@ -86,6 +86,10 @@ def main() -> None:
         model = trained_model(model_name, cache_dir=args.cache).eval()
         for p in model.parameters():
             p.requires_grad_(False)
+        shape_times = calibrate(model, x[: args.batch_size], repeats=3, keep=False)
+        best_rows = min(shape_times, key=lambda r: shape_times[r])
+        print(f"{model_name}: floor at {'one piece' if best_rows is None else f'chunks of {best_rows}'} "
+              f"(advlab's rule: {chunk_rows(model, x[: args.batch_size]) or 'one piece'})")
         for name, params, k in ATTACKS:
             if args.attacks and name not in args.attacks:
                 continue
@@ -99,7 +103,7 @@ def main() -> None:
                 atk(model, x[:8], y[:8], threat)  # warm-up
                 floors, loops, calls = [], [], []
                 for _ in range(args.repeat):  # interleaved; the minimum filters out other load
-                    floors.append(floor_seconds(model, x, y, k, args.batch_size))
+                    floors.append(floor_seconds(model, x, k, args.batch_size, best_rows))
                     loops.append(loop_seconds(atk, model, x, y, threat, args.batch_size))
                     start = clock()
                     res = atk(model, x, y, threat, batch_size=args.batch_size)

@@ -42,22 +42,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from peers import LIBRARIES, Setting, installed, supports  # noqa: E402
 
+from advlab.chunking import calibrate, chunk_rows, time_passes  # noqa: E402
 from advlab.data import load_data  # noqa: E402
 from advlab.models import trained_model  # noqa: E402
 
 
-def settings(eps_linf: float, eps_l2: float, cw_search: int, cw_iterations: int) -> list[Setting]:
+def settings(eps_linf: float, eps_l2: float, cw_search: int, cw_iterations: int, early_stop: bool = True) -> list[Setting]:
     e, e2 = eps_linf, eps_l2
     cw = {"cw_search": cw_search, "cw_iterations": cw_iterations}
+    es = {"early_stop": early_stop}
     return [
         Setting("FGSM Linf", "fgsm", "linf", e),
-        Setting("BIM Linf 10", "bim", "linf", e, 10, 1.25 * e / 10),
-        Setting("PGD Linf 40", "pgd", "linf", e, 40, 2.5 * e / 40),
-        Setting("MI-FGSM Linf 10", "mi-fgsm", "linf", e, 10, e / 10),
-        Setting("APGD-CE Linf 100", "apgd-ce", "linf", e, 100),
-        Setting("APGD-DLR Linf 100", "apgd-dlr", "linf", e, 100),
-        Setting("PGD L2 40", "pgd", "l2", e2, 40, 2.5 * e2 / 40),
-        Setting("APGD-CE L2 100", "apgd-ce", "l2", e2, 100),
+        Setting("BIM Linf 10", "bim", "linf", e, 10, 1.25 * e / 10, es),
+        Setting("PGD Linf 40", "pgd", "linf", e, 40, 2.5 * e / 40, es),
+        Setting("MI-FGSM Linf 10", "mi-fgsm", "linf", e, 10, e / 10, es),
+        Setting("APGD-CE Linf 100", "apgd-ce", "linf", e, 100, extra=es),
+        Setting("APGD-DLR Linf 100", "apgd-dlr", "linf", e, 100, extra=es),
+        Setting("PGD L2 40", "pgd", "l2", e2, 40, 2.5 * e2 / 40, es),
+        Setting("APGD-CE L2 100", "apgd-ce", "l2", e2, 100, extra=es),
         Setting("ensemble/AutoAttack Linf", "ensemble", "linf", e),
         Setting("DeepFool L2", "deepfool", "l2", None, 50),
         Setting("DeepFool Linf", "deepfool", "linf", None, 50),
@@ -100,13 +102,40 @@ def summarise(parts: list[dict[str, torch.Tensor]], correct: torch.Tensor, y: to
     return out
 
 
-def run_library(lib: str, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, s: Setting, batch_size: int) -> tuple[float, list[dict]]:
+class Counting(torch.nn.Module):
+    """The model, counting the rows of every forward pass and of every gradient that flows back
+    through its output (one backward pass per row and vector-Jacobian product)."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.forwards = self.backwards = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.inner(x)
+        self.forwards += x.shape[0]
+        if out.requires_grad:
+            out.register_hook(self._backward)
+        return out
+
+    def _backward(self, grad: torch.Tensor) -> None:
+        self.backwards += grad.shape[0]
+
+
+def run_library(lib: str, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, s: Setting, batch_size: int,
+                counter: Counting | None = None) -> tuple[float, list[dict]]:
+    """Run one library on every batch; with ``counter`` (wrapping ``model``) the library is
+    given the counting model instead, and its counts start from zero."""
     runner = LIBRARIES[lib][1]
     parts, seconds = [], 0.0
+    attacked: torch.nn.Module = model
+    if counter is not None:
+        counter.forwards = counter.backwards = 0
+        attacked = counter
     for i in range(0, len(x), batch_size):
         xb, yb = x[i : i + batch_size], y[i : i + batch_size]
         start = time.process_time()
-        out = runner(model, xb.clone(), yb.clone(), s)
+        out = runner(attacked, xb.clone(), yb.clone(), s)
         seconds += time.process_time() - start
         claimed = None
         if isinstance(out, tuple):
@@ -135,6 +164,9 @@ def main() -> None:
                     help="skip a library on rows whose label contains ROW (e.g. art:C&W: ART's C&W runs ~150x slower)")
     ap.add_argument("--cache", default=None, help="model cache folder (default: ADVLAB_CACHE)")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--no-early-stop", action="store_true", help="advlab runs every step of the fixed-budget attacks (as the peers do)")
+    ap.add_argument("--count-passes", action="store_true",
+                    help="give every library a model that counts forward and backward rows (columns fwd/img, bwd/img)")
     args = ap.parse_args()
     for e in args.exclude:
         lib, sep, row = e.partition(":")
@@ -150,12 +182,21 @@ def main() -> None:
     data = load_data("mnist-sample")
     rows: list[dict[str, Any]] = []
     header = f"{'model':8} {'attack':26} {'library':12} {'seconds':>8} {'img/s':>7} {'robust':>6} {'success':>7} {'med L2':>7} {'med Linf':>8} {'invalid':>7} {'claimed?':>8}"
+    header += " ÷floor ÷fastest-peer" + (f" {'fwd/img':>7} {'bwd/img':>7}" if args.count_passes else "")
     for model_name in args.models:
         model = trained_model(model_name, cache_dir=args.cache).eval()
         for p in model.parameters():
             p.requires_grad_(False)
+        counter = Counting(model).eval() if args.count_passes else None
+        # the best batch shape for this model: one piece or chunks, whichever is faster here
+        shape_times = calibrate(model, data.x_test[: min(args.batch_size, args.n)], repeats=3, keep=False)
+        best_rows = min(shape_times, key=lambda r: shape_times[r])
+        print(f"{model_name}: one forward+backward pass on {min(args.batch_size, args.n)} images: "
+              + ", ".join(f"{'one piece' if r is None else f'chunks of {r}'} {t * 1000:.1f} ms" for r, t in shape_times.items())
+              + f"; floor at {'one piece' if best_rows is None else f'chunks of {best_rows}'}"
+              + f" (advlab's rule: {chunk_rows(model, data.x_test[: args.batch_size]) or 'one piece'})")
         print(f"\n{header}")
-        for s in settings(args.eps, args.eps_l2, args.cw_search, args.cw_iterations):
+        for s in settings(args.eps, args.eps_l2, args.cw_search, args.cw_iterations, not args.no_early_stop):
             if args.rows and not any(r.lower() in s.label.lower() for r in args.rows):
                 continue
             n = args.n_minimal if s.minimal else args.n
@@ -167,16 +208,28 @@ def main() -> None:
             repeat = 1 if s.minimal or s.kind == "ensemble" else args.repeat
             times: dict[str, list[float]] = {lib: [] for lib in here}
             results: dict[str, dict] = {}
+            # the floor: exactly k forward+backward passes per image at the best batch shape
+            k = 0 if s.minimal or s.kind == "ensemble" else s.steps
+            floor: list[float] = []
             for r in range(repeat):
                 order = here[r % len(here):] + here[: r % len(here)]
+                if k:
+                    floor.append(sum(time_passes(model, x[i : i + args.batch_size], best_rows, k) for i in range(0, n, args.batch_size)))
                 for lib in order:
                     try:
-                        seconds, parts = run_library(lib, model, x, y, s, args.batch_size)
+                        seconds, parts = run_library(lib, model, x, y, s, args.batch_size, counter)
                     except Exception as exc:  # a peer failing is a finding, not a crash
                         results[lib] = {"error": f"{type(exc).__name__}: {exc}"[:200]}
                         continue
                     times[lib].append(seconds)
                     results[lib] = summarise(parts, correct, y)
+                    if counter is not None:
+                        results[lib]["forwards_per_image"] = counter.forwards / n
+                        results[lib]["backwards_per_image"] = counter.backwards / n
+            fastest_peer = min((min(times[lib]) for lib in here if lib != "advlab" and times[lib]), default=float("nan"))
+            if k:
+                print(f"{model_name:8} {s.label:26} {f'floor k={k}':12} {min(floor):8.2f}", flush=True)
+                rows.append({"model": model_name, "attack": s.label, "library": "floor", "k": k, "seconds": min(floor)})
             for lib in here:
                 res = results[lib]
                 if "error" in res:
@@ -185,9 +238,13 @@ def main() -> None:
                     continue
                 sec = min(times[lib])
                 claimed = str(res.get("claimed_unconfirmed", "-"))
+                res["per_floor"] = sec / min(floor) if k else None
+                res["per_fastest_peer"] = sec / fastest_peer
+                ratios = f" {res['per_floor'] if k else float('nan'):6.2f} {res['per_fastest_peer']:13.2f}"
                 print(
                     f"{model_name:8} {s.label:26} {lib:12} {sec:8.2f} {n / sec:7.0f} {res['robust_accuracy']:6.3f} {res['success']:7.3f} "
-                    f"{res['median_l2']:7.3f} {res['median_linf']:8.4f} {res['invalid']:7d} {claimed:>8}",
+                    f"{res['median_l2']:7.3f} {res['median_linf']:8.4f} {res['invalid']:7d} {claimed:>8}" + ratios
+                    + (f" {res['forwards_per_image']:7.1f} {res['backwards_per_image']:7.1f}" if counter else ""),
                     flush=True,
                 )
                 rows.append({"model": model_name, "attack": s.label, "library": lib, "n": n, "seconds": sec,

@@ -58,6 +58,9 @@ Runner = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, Setting], "torch
 
 
 # --------------------------------------------------------------------------- advlab
+grad_kinds = ("bim", "pgd", "mi-fgsm", "apgd-ce", "apgd-dlr")  # fixed-budget attacks with early stopping
+
+
 def _advlab(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, s: Setting) -> torch.Tensor:
     grad = {"steps": s.steps, "step_size": s.step_size}
     spec: dict[str, tuple[str, dict[str, Any]]] = {
@@ -74,6 +77,8 @@ def _advlab(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, s: Setting
         "deepfool": ("deepfool", {"steps": s.steps}),
     }
     name, params = spec[s.kind]
+    if "early_stop" in s.extra and name not in ("fgsm", "ensemble") and s.kind in grad_kinds:
+        params = {**params, "early_stop": s.extra["early_stop"]}
     attack = get_attack(name, **params)
     result = attack(model, x, y, ThreatModel(s.norm, eps=s.eps), batch_size=len(x))
     return result.x_adv

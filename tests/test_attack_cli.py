@@ -61,7 +61,7 @@ def test_targeted_attack_with_a_target_rule(model_dir):
         (["attack", "pgdd", "--model", "seed-mlp", "--eps", "0.1"], "did you mean pgd"),
         (["attack", "fgsm", "--model", "seed-mlp", "--eps", "0.1", "--steps", "3"], "parameters are"),
         (["attack", "pgd", "--model", "seed-mlp"], "eps"),
-        (["attack", "pgd", "--model", "no/such/model", "--eps", "0.1"], "neither a model folder"),
+        (["attack", "pgd", "--model", "no/such/model", "--eps", "0.1"], "no such folder or file"),
         (["attack", "apgd", "--model", "seed-mlp", "--norm", "l1", "--eps", "1"], "supports norms"),
         (["attack", "pgd", "--model", "seed-mlp", "--eps", "0.1", "--param", "steps"], "key=value"),
     ],
@@ -89,3 +89,37 @@ def test_parse_params_reads_json_values():
         "attacks": [{"name": "apgd"}],
     }
     assert short_paper("Madry et al. 2017, Towards deep learning, arXiv:1706.06083") == "Madry et al. 2017, arXiv:1706.06083"
+
+
+def test_list_attacks_fits_80_columns_without_cutting_anything():
+    import re
+
+    res = runner.invoke(app, ["list", "attacks"], env={"COLUMNS": "80"})
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= 80
+    assert "…" not in res.output
+    names = {line.split()[0] for line in lines if line.strip() and not line.startswith(" " * 10)}
+    for name, cls in available_attacks().items():
+        assert name in names, name  # whole, never cut
+        for arxiv in re.findall(r"arXiv:\d{4}\.\d{4,5}", cls.paper):
+            assert arxiv in res.output, (name, arxiv)
+        assert cls.family.split(",")[0] in res.output
+
+
+def test_more_images_than_the_split_holds_is_an_error_not_a_silent_cap(model_dir):
+    res = runner.invoke(app, ["attack", "fgsm", "--model", str(model_dir), "--eps", "0.1", "--n", "5000"], env={"COLUMNS": "200"})
+    assert res.exit_code == 2
+    assert "--n 5000" in res.output and "holds 1000 images" in res.output and "--n 1000" in res.output
+
+
+def test_infinite_eps_is_explained(model_dir):
+    res = runner.invoke(app, ["attack", "pgd", "--model", str(model_dir), "--eps", "inf"], env={"COLUMNS": "300"})
+    assert res.exit_code == 2
+    text = " ".join(res.output.split())
+    assert "--eps inf is an unbounded budget" in text and "ddn" in text and "finite --eps" in text
+    # and through the Python API: the message says why inf is refused
+    import advlab
+
+    with pytest.raises(ValueError, match="inf"):
+        advlab.get_attack("pgd").check_threat(advlab.ThreatModel("linf", eps=float("inf")))

@@ -77,7 +77,8 @@ def test_demo_writes_a_self_contained_report(demo_run):
     assert RESULT_KEYS <= set(r)
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk["targeted"]["goal_reached"] == r["targeted"]["goal_reached"]
-    assert set(on_disk["seconds"]) >= {"training", "fooling", "targeted", "lambda_sweep", "report", "total"}
+    assert set(on_disk["seconds"]) >= {"network_test_and_save", "fooling", "targeted", "lambda_sweep", "report", "total"}
+    assert "training" not in on_disk["seconds"]  # the model was given, not trained here
     html = (out / "report.html").read_text()
     assert html.count('src="data:image/png;base64,') == len(FIGURES)
     assert not re.search(r'(src|href)="(https?:)?//', html), "the report must not load anything from the network"
@@ -183,3 +184,18 @@ def test_report_inputs_are_checked(tmp_path):
     png = _png()
     with pytest.raises(ValueError, match="unique"):
         write_report(tmp_path, "T", [Section("A", figures=[Figure("f", png)]), Section("B", figures=[Figure("f", png)])])
+
+
+def test_one_training_time_and_no_bare_fractions(tmp_path, monkeypatch):
+    """The report shows the training loop's time in the network section and in the timing
+    table alike (it showed two different numbers), and a fraction of 1 as 1.000, not 1."""
+    from advlab.models import DEFAULT_TRAINING
+    from advlab.report.html import format_value
+
+    monkeypatch.setitem(DEFAULT_TRAINING, "seed-mlp", {**DEFAULT_TRAINING["seed-mlp"], "epochs": 1})
+    r = run_demo(tmp_path, DemoConfig(images=10, steps=100, lambdas=(0.05,)))
+    assert r["seconds"]["training"] == r["model"]["train_seconds"] > 0
+    html = (tmp_path / "report.html").read_text()
+    assert html.count(format_value(r["model"]["train_seconds"])) >= 2
+    assert not re.search(r'class="value">\s*1\s*<', html)
+    assert (format_value(1.0), format_value(0.97), format_value(2.0893), format_value(61.23)) == ("1.000", "0.970", "2.089", "61.23")

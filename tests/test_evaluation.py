@@ -399,3 +399,32 @@ def test_the_threat_models_box_is_used_everywhere(seed_mlp, mnist, tmp_path):
     assert result.robust_accuracy(0.2) < result.clean_accuracy
     with pytest.raises(advlab.InputError):
         advlab.evaluate(Centered(seed_mlp), (x, y), plan.replace(threats=(ThreatSpec("linf", (0.2,), attacks=[TinyPGD()]),)), out=tmp_path / "b")
+
+
+def test_curve_shows_the_first_pass_above_the_worst_case(monkeypatch):
+    """The first-pass line was drawn under the worst-case line and vanished where they coincide."""
+    from advlab.evaluation import report as rep
+
+    captured = {}
+    real = rep._png
+    monkeypatch.setattr(rep, "_png", lambda fig: real(captured.setdefault("fig", fig)))
+    threat = {
+        "key": "linf", "norm": "linf", "threat_model": "untargeted evasion, Linf",
+        "results": [{"eps": 0.1, "robust_accuracy": 0.5, "raw_robust_accuracy": 0.5}, {"eps": 0.3, "robust_accuracy": 0.1, "raw_robust_accuracy": 0.1}],
+    }
+    rep.curve_figure(rep._api(), threat, 0.9, "curve")
+    lines = {ln.get_label(): ln for ln in captured["fig"].axes[0].get_lines()}
+    worst, first = lines["worst case over the attacks"], lines["first pass of the cascade (= worst case)"]
+    assert first.get_zorder() > worst.get_zorder()
+    assert first.get_markerfacecolor() == "none" and first.get_markersize() > worst.get_markersize()
+
+
+def test_audit_probes_are_timed(seed_mlp, mnist, tmp_path):
+    import advlab
+
+    plan = {"samples": 10, "minimal": False, "threats": [{"norm": "linf", "eps": [0.1], "attacks": ["fgsm"]}]}
+    result = advlab.evaluate(seed_mlp, (mnist.x_test[:10], mnist.y_test[:10]), plan, out=tmp_path / "run")
+    probes = next(r for r in result.data["cost"]["by_stage"] if r["stage"] == "clean pass and audit probes")
+    assert probes["forwards"] > 0 and probes["seconds"] > 0
+    # ten samples need not hold every label; the classes still cover every output of the model
+    assert result.data["data"]["classes"] == [str(i) for i in range(10)]

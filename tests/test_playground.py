@@ -56,6 +56,20 @@ def test_openapi_documents_the_api(client):
     assert {"/api/info", "/api/samples", "/api/predict", "/api/attack", "/api/reports"} <= set(spec["paths"])
 
 
+def test_docs_page_is_self_contained(client):
+    """FastAPI's Swagger page loads from a CDN and is blank offline; /docs is served whole."""
+    import re
+
+    page = client.get("/docs")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    html = page.text
+    assert not re.search(r"(src|href)=[\"']?(https?:)?//", html), "the API reference must not load anything from the network"
+    for path in ("/api/info", "/api/samples", "/api/predict", "/api/attack", "/api/reports"):
+        assert path in html
+    assert "AttackRequest" in html and "eps" in html and "Perturbation budget" in html
+    assert client.get("/redoc").status_code == 404
+
+
 def test_predict_returns_probabilities_and_hidden_activations(client, digit):
     image, label = digit
     p = client.post("/api/predict", json={"image": image}).json()
@@ -305,8 +319,30 @@ def test_end_to_end_in_headless_chromium(seed_mlp, runs_dir, tmp_path):
             assert page.locator("#verdict").get_attribute("data-success") == "true"
             assert after != before
             assert "Fooled" in page.locator("#verdict").inner_text()
+            # The hidden layer is drawn beside the output probabilities (the seed report's figure
+            # 5.1): 20 sigmoid units before and after, the ones the attack moved in red.
+            assert page.locator("#hidden-before .unit").count() == 20
+            assert page.locator("#hidden-after .unit").count() == 20
+            assert page.locator("#hidden-after .unit.moved").count() >= 1
+            assert "20 units" in page.locator("#hidden-title-after").inner_text()
             shot = os.environ.get("ADVLAB_SCREENSHOT") or str(tmp_path / "playground.png")
             page.screenshot(path=shot, full_page=True)
+            # A minimal-norm attack gets no budget: it finds the smallest perturbation and fools.
+            page.select_option("#attack", "cw-l2")
+            assert page.input_value("#eps") == "" and page.input_value("#norm") == "l2"
+            assert "minimal-norm" in page.locator("#eps-hint").inner_text()
+            page.evaluate("document.getElementById('verdict').removeAttribute('data-success')")
+            page.click("#run")
+            page.wait_for_selector("#verdict[data-success]", timeout=30_000)
+            assert page.locator("#verdict").get_attribute("data-success") == "true"
+            page.select_option("#attack", "pgd")
+            assert page.input_value("#eps") == "2" and page.locator("#eps-hint").inner_text() == ""  # the l2 budget kept from cw-l2
+            # The API reference works offline: nothing is loaded from anywhere but the app.
+            outside = []
+            page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(f"http://127.0.0.1:{port}") else None)
+            page.goto(f"http://127.0.0.1:{port}/docs")
+            assert "API reference" in page.locator("h1").inner_text()
+            assert "/api/attack" in page.content() and outside == []
             browser.close()
     finally:
         server.should_exit = True

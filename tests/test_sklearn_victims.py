@@ -225,3 +225,20 @@ def test_no_attack_beats_the_linear_optimum(fitted, digits):
         ok = r.success & r.clean_correct
         assert ok.float().mean() >= 0.5
         assert bool((r.norms["l2"][ok] >= optimum[ok] * (1 - 1e-4) - 1e-5).all())
+
+
+def test_a_classifier_without_probabilities_is_told_the_word_that_works(digits):
+    """SVC has no predict_proba: the error names output='labels', and that (or 'label', the
+    word SklearnScores uses) then works."""
+    from sklearn.svm import LinearSVC
+
+    from advlab import InputError
+    from advlab.models import sklearn_blackbox
+
+    x, y, x_test, _ = digits
+    svm = _fit(LinearSVC(), x[:300], y[:300])
+    with pytest.raises(InputError, match="output='labels'"):
+        sklearn_blackbox(svm)
+    flat = x_test[:5].reshape(5, -1).numpy()
+    for word in ("labels", "label"):
+        assert np.array_equal(sklearn_blackbox(svm, output=word).query(x_test[:5]).numpy(), svm.predict(flat))

@@ -129,10 +129,13 @@ def set_chunk_rows(model: nn.Module, rows: int | None | str) -> None:
 
 
 def run_chunked(model: nn.Module, x: Tensor, rows: int | None) -> Tensor:
-    """``model(x)`` in chunks of ``rows`` rows (``None``: one piece); one autograd graph."""
-    if rows is None or x.shape[0] <= rows:
+    """``model(x)`` in chunks of at most ``rows`` rows (``None``: one piece), all of about the
+    same size; one autograd graph."""
+    n = x.shape[0]
+    if rows is None or n <= rows:
         return model(x)
-    return torch.cat([model(x[i : i + rows]) for i in range(0, x.shape[0], rows)])
+    size = -(-n // -(-n // rows))  # as many chunks as ``rows`` needs, of even size (no small tail)
+    return torch.cat([model(x[i : i + size]) for i in range(0, n, size)])
 
 
 def time_passes(model: nn.Module, x: Tensor, rows: int | None, passes: int = 1) -> float:
@@ -148,10 +151,13 @@ def time_passes(model: nn.Module, x: Tensor, rows: int | None, passes: int = 1) 
     return time.process_time() - start
 
 
-def calibrate(model: nn.Module, x: Tensor, candidates: tuple[int | None, ...] = (None, 256, 128, 64, 32), repeats: int = 2) -> dict[int | None, float]:
+def calibrate(
+    model: nn.Module, x: Tensor, candidates: tuple[int | None, ...] = (None, 256, 128, 64, 32), repeats: int = 2, keep: bool = True
+) -> dict[int | None, float]:
     """Time one forward+backward pass of ``model`` on ``x`` for each chunk size (best of
-    ``repeats``, interleaved), keep the fastest for inputs shaped like ``x`` and return the
-    seconds per candidate (``None``: one piece).  Costs ``repeats * len(candidates)`` passes."""
+    ``repeats``, interleaved) and return the seconds per candidate (``None``: one piece);
+    with ``keep``, later passes on inputs shaped like ``x`` use the fastest.  Costs
+    ``repeats * len(candidates)`` passes."""
     best: dict[int | None, float] = {}
     for _ in range(repeats):
         for rows in candidates:
@@ -159,5 +165,6 @@ def calibrate(model: nn.Module, x: Tensor, candidates: tuple[int | None, ...] = 
                 t = time_passes(model, x, rows)
                 best[rows] = min(best.get(rows, t), t)
     winner = min(best, key=lambda r: best[r])
-    _chosen.setdefault(model, {})[_key(x)] = _ONE_PIECE if winner is None else winner
+    if keep:
+        _chosen.setdefault(model, {})[_key(x)] = _ONE_PIECE if winner is None else winner
     return best

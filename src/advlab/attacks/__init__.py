@@ -18,6 +18,7 @@ from advlab.attacks import (  # noqa: F401
     jsma,  # JSMA (L0)
     masked,  # sticker-like attacks confined to a mask
     output_matching,  # the seed report's output matching: from noise (5.1), with a prior (5.2)
+    smoothadv,  # SmoothAdv-PGD on smoothed classifiers
     transfer,  # craft on a surrogate, evaluate on the victim
 )
 from advlab.attacks.base import Attack, AttackError, Batch

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from advlab.attacks.base import Attack, AttackError, Batch
 from advlab.attacks.registry import register
 from advlab.losses import margin
+from advlab.progress import track
 from advlab.rng import CounterRNG
 from advlab.threat import ThreatModel
 from advlab.validation import InputError, as_input_tensor, as_label_tensor
@@ -123,7 +124,7 @@ def train_advgan(
     res_blocks: int = 4,
     box: tuple[float, float] = (0.0, 1.0),
     seed: int = 0,
-    progress: bool = False,
+    progress: bool = True,
 ) -> AdvGANTraining:
     """Train an AdvGAN generator (and discriminator) against ``model`` (untargeted).
 
@@ -139,7 +140,8 @@ def train_advgan(
     boundary of the training images).
 
     Returns an :class:`AdvGANTraining`; its ``history`` records losses per epoch, training
-    success, seconds and the victim's forward/backward passes.
+    success, seconds and the victim's forward/backward passes.  ``progress`` shows the
+    training's progress (:mod:`advlab.progress`).
     """
     x_t = as_input_tensor(x, box)
     if x_t.dim() != 4:
@@ -159,7 +161,8 @@ def train_advgan(
     }}
     passes = 0
     start = time.perf_counter()
-    with frozen(model):
+    steps = epochs * -(-n // batch_size)
+    with frozen(model), track(None if progress else False, f"AdvGAN training ({epochs} epochs)", steps) as advance:
         for epoch in range(epochs):
             gen.train()
             disc.train()
@@ -187,11 +190,10 @@ def train_advgan(
                 totals["hinge"] += float(hinge.detach()) * len(idx)
                 totals["disc"] += float(d_loss.detach()) * len(idx)
                 totals["fooled"] += float((logits.argmax(1) != yb).sum())
+                advance(1)
             record = {k: v / n for k, v in totals.items()}
             history["epochs"].append(record)
             log.info("advgan epoch %d: %s", epoch + 1, record)
-            if progress:
-                log.warning("advgan epoch %d/%d: fooled %.3f", epoch + 1, epochs, record["fooled"])
     gen.eval()
     disc.eval()
     history["seconds"] = time.perf_counter() - start

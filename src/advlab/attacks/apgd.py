@@ -10,6 +10,10 @@ step with the previous direction: ``x+ = P(x + alpha (z - x) + (1 - alpha)(x - x
 Two attacks: ``apgd`` (any loss, untargeted or targeted threat models) and ``apgd-t``
 (untargeted threat model; the targeted DLR loss towards each of the top ``n_target_classes``
 classes in turn, on the samples not yet broken).
+
+Its own loop, not :func:`advlab.attacks.iterative.gradient_ascent`: the per-sample step-size
+schedule, the momentum between iterates and the return to the best point at checkpoints are
+not settings of a fixed-step loop (passes still go through the counting ``Victim``).
 """
 
 from __future__ import annotations

@@ -141,8 +141,9 @@ class Attack:
             )
         if threat.eps is None and not self.minimal:
             raise AttackError(
-                f"attack {self.name!r} is a fixed-budget attack: give the threat model an eps "
-                f"(e.g. ThreatModel({threat.norm!r}, eps=...))"
+                f"attack {self.name!r} is a fixed-budget attack: give the threat model a finite eps "
+                f"(e.g. ThreatModel({threat.norm!r}, eps=...)); eps=None or inf means unbounded, which only "
+                "minimal-norm attacks take"
             )
         if threat.targeted and not self.supports_targeted:
             raise AttackError(f"attack {self.name!r} has no targeted version")

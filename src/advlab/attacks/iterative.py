@@ -36,6 +36,7 @@ from advlab.victim import Victim
 __all__ = ["LoopSettings", "gradient_ascent", "check_loop_params", "box_aware"]
 
 _TINY = 1e-12
+_HUGE = 1e30
 # Samples broken under early stopping leave the working set once they are this share of it:
 # dropping rows costs a gather of every per-row tensor, keeping them costs their share of the
 # next passes (which are not charged to them). Results do not depend on this choice.
@@ -97,8 +98,9 @@ def box_aware(grad: Tensor, x: Tensor, box: tuple[float, float]) -> Tensor:
     """Zero the gradient coordinates that point out of the box at a coordinate already on its
     face: moving them would only be clipped away, wasting L1/L2 budget."""
     lo, hi = box
-    blocked = ((x <= lo) & (grad < 0)) | ((x >= hi) & (grad > 0))
-    return grad.masked_fill(blocked, 0.0)
+    # one clamp against per-coordinate bounds that are 0 exactly on a face and huge elsewhere
+    # (x lies in the box): fewer passes over the tensor than masks combined with & and |
+    return torch.clamp(grad, (x - lo).mul_(-_HUGE), (hi - x).mul_(_HUGE))
 
 
 def gradient_ascent(
@@ -178,10 +180,17 @@ def gradient_ascent(
             if g_acc is not None:  # g <- mu g + grad / ||grad||_1
                 l1 = torch.linalg.vector_norm(grad.flatten(1), ord=1, dim=1).clamp_min(_TINY)
                 g_acc.mul_(s.momentum).addcdiv_(grad, l1.view(view))
-                grad.copy_(g_acc)
+                grad = g_acc.sign() if linf else g_acc.clone()
             if linf:
                 x.add_(grad.sign_(), alpha=s.step_size)
                 x.clamp_(box_lo, box_hi) if lo is None else torch.clamp(x, lo, hi, out=x)
+            elif threat.norm == "l2":  # the same step and projection as below, in fewer passes
+                assert centre is not None and radius is not None
+                g = box_aware(grad, x, threat.box)
+                x.addcmul_(g, (s.step_size / torch.linalg.vector_norm(g.flatten(1), dim=1).clamp_min(_TINY)).view(view))
+                delta = x.sub_(centre)
+                scale = (radius / torch.linalg.vector_norm(delta.flatten(1), dim=1).clamp_min(_TINY)).clamp_max_(1.0)
+                x = torch.addcmul(centre, delta, scale.view(view)).clamp_(box_lo, box_hi)
             else:
                 assert centre is not None
                 x = threat.project(x + s.step_size * lp.steepest(box_aware(grad, x, threat.box)), centre, radius)

@@ -5,6 +5,10 @@ The perturbation may take any value in the box but only on the pixels of a mask
 2018, "Robust physical-world attacks on deep learning models", arXiv:1707.08945).  With
 ``eot=`` the objective is averaged over random transformations so that the painted region
 survives being printed and photographed (Athalye et al. 2018, arXiv:1707.07397).
+
+Its own loop, not :func:`advlab.attacks.iterative.gradient_ascent`: the step is confined to a
+mask, the objective is averaged over transformations (EOT), and the point kept is the one
+adversarial in most views, none of which the shared loop does (passes go through ``Victim``).
 """
 
 from __future__ import annotations

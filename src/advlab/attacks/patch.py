@@ -31,6 +31,7 @@ from advlab.attacks.artifact import read_artifact, read_png, write_artifact
 from advlab.attacks.base import model_device
 from advlab.losses import get_loss
 from advlab.models.training import predict
+from advlab.progress import track
 from advlab.rng import CounterRNG
 from advlab.validation import InputError, as_input_tensor
 from advlab.victim import frozen
@@ -318,9 +319,12 @@ class PatchAttack:
         y: Any | None = None,
         *,
         box: tuple[float, float] = (0.0, 1.0),
-        progress: Callable[[int], None] | None = None,
+        progress: Callable[[int], None] | bool | None = None,
     ) -> Patch:
-        """Train the patch on images ``x`` (those labelled ``target`` in ``y`` are skipped)."""
+        """Train the patch on images ``x`` (those labelled ``target`` in ``y`` are skipped).
+
+        ``progress`` is called with 1 per epoch (default: :mod:`advlab.progress` shows it;
+        ``False``: silent)."""
         dev = model_device(model)
         xs = as_input_tensor(x, box, device=dev)
         if xs.dim() != 4:
@@ -340,7 +344,7 @@ class PatchAttack:
         loss_fn = get_loss(self.loss)
         start = time.perf_counter()
         step = 0
-        with frozen(model):
+        with frozen(model), track(progress, f"adversarial patch ({self.epochs} epochs)", self.epochs) as advance:
             for _ in range(self.epochs):
                 perm = torch.randperm(len(xs), generator=g).to(dev)
                 for i in range(0, len(xs), self.batch_size):
@@ -357,7 +361,6 @@ class PatchAttack:
                     with torch.no_grad():
                         image.clamp_(lo, hi)
                     step += 1
-                if progress is not None:
-                    progress(1)
+                advance(1)
         info = {"method": "brown2017", "params": self.params(), "fit_inputs": int(len(xs)), "seconds": time.perf_counter() - start}
         return Patch(image=image.detach().cpu(), target=self.target, shape=self.shape, placement=placement, box=(lo, hi), info=info)

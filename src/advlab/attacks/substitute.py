@@ -80,7 +80,7 @@ def train_substitute(
     max_queries: int | None = None,
     box: tuple[float, float] = (0.0, 1.0),
     seed: int = 0,
-    progress: bool = False,
+    progress: bool = True,
 ) -> SubstituteResult:
     """Train a substitute from label queries with Jacobian-based dataset augmentation.
 
@@ -97,6 +97,7 @@ def train_substitute(
     x_seed: the attacker's initial inputs (unlabelled; the victim labels them).
     architecture, model_kwargs: the substitute's architecture (``advlab.models`` registry).
     max_queries: total label budget (the augmentation stops when the next round would pass it).
+    progress: show each round's training progress (:mod:`advlab.progress`).
     """
     x0 = as_input_tensor(x_seed, box, name="x_seed")
     if rounds < 1:

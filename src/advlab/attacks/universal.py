@@ -37,6 +37,7 @@ from advlab.attacks.artifact import ArtifactError, read_artifact, read_png, writ
 from advlab.attacks.base import model_device
 from advlab.losses import get_loss
 from advlab.models.training import predict
+from advlab.progress import track
 from advlab.threat import ThreatModel
 from advlab.validation import InputError, as_input_tensor
 from advlab.victim import frozen
@@ -178,12 +179,13 @@ class Universal:
         threat: ThreatModel,
         *,
         target: int | None = None,
-        progress: Callable[[int], None] | None = None,
+        progress: Callable[[int], None] | bool | None = None,
     ) -> UniversalPerturbation:
         """Craft one perturbation for the inputs ``x`` (labels are the model's own predictions).
 
         ``threat`` must be bounded (``eps``) in ``linf`` or ``l2``; a targeted threat model needs
-        ``target`` (one class for every input).  ``progress`` is called with 1 after each epoch.
+        ``target`` (one class for every input).  ``progress`` is called with 1 after each epoch (default: :mod:`advlab.progress` shows
+        it; ``False``: silent).
         """
         if threat.eps is None or threat.norm not in ("linf", "l2"):
             raise InputError(f"a universal perturbation needs a bounded linf or l2 threat model, got {threat.describe()}")
@@ -202,10 +204,11 @@ class Universal:
                 if not 0 <= int(target) < num_classes:
                     raise InputError(f"target must be a class in 0..{num_classes - 1}, got {target!r}")
             delta = torch.zeros_like(xs[0])
-            if self.method == "sgd":
-                delta = self._fit_sgd(model, xs, labels, threat, target, delta, progress)
-            else:
-                delta = self._fit_deepfool(model, xs, labels, threat, delta, progress)
+            with track(progress, f"universal perturbation ({self.method}, {self.epochs} epochs)", self.epochs) as advance:
+                if self.method == "sgd":
+                    delta = self._fit_sgd(model, xs, labels, threat, target, delta, advance)
+                else:
+                    delta = self._fit_deepfool(model, xs, labels, threat, delta, advance)
             fooled = _predict(model, threat.clip(xs + delta)) != labels
         info = {
             "method": self.method,

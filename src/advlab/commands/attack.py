@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from advlab.commands._common import console, progress_bar, user_errors
+from advlab.commands._common import HELP, console, load_inputs, progress_bar, user_errors
 
 
 def parse_params(items: list[str]) -> dict[str, Any]:
@@ -27,33 +27,21 @@ def parse_params(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def load_victim(model: str, data: str) -> Any:
-    """A model folder (safetensors + config.json) or a registered architecture name, meaning the
-    cached model trained on ``data`` with the default settings."""
-    from advlab.models import available_models, load_model, trained_model
-
-    path = Path(model)
-    if path.is_dir():
-        return load_model(path)
-    if model in available_models():
-        return trained_model(model, dataset=data, progress=True)
-    raise ValueError(
-        f"--model {model!r} is neither a model folder nor a registered model "
-        f"(known: {', '.join(available_models())}); train one with `advlab train`"
-    )
-
-
 def register(app: typer.Typer, list_app: typer.Typer) -> None:
     @app.command("attack")
     def attack_cmd(
         name: str = typer.Argument(..., help="Attack name (see `advlab list attacks`)."),
-        model: str = typer.Option(..., "--model", help="Model folder, or a registered model name (seed-mlp, cnn) for the cached trained model."),
-        data: str = typer.Option("mnist-sample", "--data", help="Dataset; the attack runs on its test split."),
+        model: str = typer.Option(..., "--model", help=HELP["model"]),
+        data: str = typer.Option("mnist-sample", "--data", help=HELP["data"] + " The attack runs on its test split (all of a file)."),
+        weights: str = typer.Option(None, "--weights", help=HELP["weights"]),
+        mean: str = typer.Option(None, "--mean", help=HELP["mean"]),
+        std: str = typer.Option(None, "--std", help=HELP["std"]),
+        box: str = typer.Option(None, "--box", help=HELP["box"]),
         norm: str = typer.Option("linf", "--norm", help="linf, l2, l1 or l0."),
         eps: float = typer.Option(None, "--eps", help="Perturbation budget; omit for a minimal-norm attack."),
         targeted: bool = typer.Option(False, "--targeted", help="Aim for chosen target classes."),
         targets: str = typer.Option("random", "--targets", help="Target rule when --targeted: random, next, least-likely."),
-        n: int = typer.Option(1000, "--n", help="Number of test images."),
+        n: int = typer.Option(None, "--n", help="Number of test images (default: all of the test split, at most 1000)."),
         steps: int = typer.Option(None, "--steps", help="Gradient steps (attacks that have them)."),
         step_size: float = typer.Option(None, "--step-size", help="Step size in the threat model's norm."),
         restarts: int = typer.Option(None, "--restarts", help="Random restarts."),
@@ -67,27 +55,44 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
         """Run an attack on a model's test images and print success, accuracy, norms and speed."""
         with user_errors():
             from advlab.attacks import get_attack
-            from advlab.data import load_data
             from advlab.threat import ThreatModel
+            from advlab.validation import InputError
 
             params = parse_params(param)
             options = {"steps": steps, "step_size": step_size, "restarts": restarts, "loss": loss}
             params.update({k: v for k, v in options.items() if v is not None})
             params["seed"] = seed
             atk = get_attack(name, **params)
+            if eps is not None and eps == float("inf") and not atk.minimal:
+                raise InputError(
+                    f"--eps inf is an unbounded budget, which only minimal-norm attacks take ({', '.join(_minimal_names())}); "
+                    f"{atk.name} is a fixed-budget attack: give a finite --eps, or omit --eps with a minimal-norm attack"
+                )
             threat = ThreatModel(norm, eps=eps, targeted=targeted)
             atk.check_threat(threat)
-            if n < 1:
-                raise ValueError(f"--n must be positive, got {n}")
-            dataset = load_data(data)
-            x, y = dataset.x_test[:n], dataset.y_test[:n]
-            net = load_victim(model, data)
+            if n is not None and n < 1:
+                raise InputError(f"--n must be positive, got {n}")
+            resolved, dataset = load_inputs(model, data, weights=weights, mean=mean, std=std, box=box)
+            available = len(dataset.x_test)
+            if n is not None and n > available:
+                raise InputError(f"--n {n}: the test split of {data} holds {available} images; use --n {available} or less (or a larger dataset, e.g. --data mnist)")
+            count = n if n is not None else min(available, 1000)
+            x, y = dataset.x_test[:count], dataset.y_test[:count]
+            net = resolved.module
+            if resolved.preprocessing:
+                console().print(resolved.preprocessing, style="dim", markup=False)
             if device is not None:
                 net = net.to(device)
-            with progress_bar(f"{atk.name} on {len(x)} images", total=len(x)) as advance:
-                result = atk(net, x, y, threat, targets=targets if targeted else None, batch_size=batch_size, device=device, progress=advance)
+            chosen = targets if targeted else None
+            if atk.knowledge == "white":
+                with progress_bar(f"{atk.name} on {len(x)} images", total=len(x)) as advance:
+                    result = atk(net, x, y, threat, targets=chosen, batch_size=batch_size, device=device, progress=advance)
+            else:  # query-based: advlab.attack counts the progress in queries
+                from advlab.api import attack as run_attack
+
+                result = run_attack(atk, net, x, y, threat, targets=chosen, batch_size=batch_size, device=device)
             summary = result.summary()
-            summary.update({"model": model, "data": data})
+            summary.update({"model": resolved.name, "data": data, "preprocessing": resolved.preprocessing})
             console().print(summary_table(summary, threat.describe()))
             if out is not None:
                 out.mkdir(parents=True, exist_ok=True)
@@ -100,18 +105,35 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
         """Attacks: name, norms, targeted, family and paper."""
         from rich import box
         from rich.table import Table
+        from rich.text import Text
 
         from advlab.attacks import available_attacks
 
+        attacks = available_attacks()
+        out = console()
+        # The name is never cut and nothing is dropped: below 120 columns the paper goes on a
+        # second line under the family, and long cells wrap at word boundaries.
+        narrow = out.width < 120
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-        for col in ("name", "norms", "targeted", "family"):
-            table.add_column(col, no_wrap=True)
-        table.add_column("paper")
-        for key, cls in available_attacks().items():
+        table.add_column("name", no_wrap=True, min_width=max(len(k) for k in attacks))
+        table.add_column("norms", min_width=7)
+        table.add_column("targeted", no_wrap=True)
+        table.add_column("family / paper" if narrow else "family", ratio=1 if narrow else None, overflow="fold")
+        if not narrow:
+            table.add_column("paper")
+        for key, cls in attacks.items():
             kind = "yes" if cls.supports_targeted and cls.supports_untargeted else "only" if cls.supports_targeted else "no"
             family = cls.family + (", minimal" if cls.minimal else "") + ("" if cls.knowledge == "white" else f", {cls.knowledge} box")
-            table.add_row(key, " ".join(cls.norms), kind, family, short_paper(cls.paper))
-        console().print(table)
+            paper = short_paper(cls.paper)
+            cells = [Text(family + "\n") + Text(paper, style="dim")] if narrow else [Text(family), Text(paper)]
+            table.add_row(key, " ".join(cls.norms), kind, *cells)
+        out.print(table)
+
+
+def _minimal_names() -> list[str]:
+    from advlab.attacks import available_attacks
+
+    return [k for k, c in available_attacks().items() if c.minimal]
 
 
 def short_paper(paper: str) -> str:
@@ -150,4 +172,4 @@ def summary_table(s: dict[str, Any], threat: str) -> Any:
     return table
 
 
-__all__ = ["register", "parse_params", "load_victim", "summary_table", "short_paper"]
+__all__ = ["register", "parse_params", "summary_table", "short_paper"]

@@ -8,15 +8,19 @@ from pathlib import Path
 
 import typer
 
-from advlab.commands._common import console, progress_bar, user_errors
+from advlab.commands._common import HELP, console, load_inputs, progress_bar, user_errors
 
 
 def register(app: typer.Typer, list_app: typer.Typer) -> None:
     @app.command()
     def evaluate(
-        model: str = typer.Argument(..., help="A saved model folder or a model-zoo name (e.g. cnn)."),
+        model: str = typer.Argument(..., help=HELP["model"]),
         out: Path = typer.Option(..., "--out", help="Run folder: store, results.json, report.html. Rerun to resume."),
-        data: str = typer.Option("mnist-sample", "--data", help="Dataset name."),
+        data: str = typer.Option("mnist-sample", "--data", help=HELP["data"] + " Graph victims: karate or csbm."),
+        weights: str = typer.Option(None, "--weights", help=HELP["weights"]),
+        mean: str = typer.Option(None, "--mean", help=HELP["mean"]),
+        std: str = typer.Option(None, "--std", help=HELP["std"]),
+        box: str = typer.Option(None, "--box", help=HELP["box"]),
         plan: Path = typer.Option(None, "--plan", help="Evaluation plan (TOML)."),
         samples: int = typer.Option(None, help="Number of test samples (overrides the plan)."),
         seed: int = typer.Option(None, help="Seed (overrides the plan)."),
@@ -46,6 +50,8 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
 
             graph_options = {"budgets": budgets, "target_budgets": target_budgets, "targets": targets, "goals": goal, "steps": steps}
             if evaluator_for(model, data) is not None:
+                if weights or mean or std or box:
+                    raise ValueError("--weights, --mean, --std and --box apply to image models, not to a graph evaluation")
                 graph_overrides = _graph_overrides(graph_options, samples=samples, seed=seed, batch_size=batch_size, norm=norm, eps=eps, attacks=attacks, minimal=minimal)
                 result = run(model, data, plan, out=out, progress=progress_bar, report=report, **graph_overrides)
                 _print(result, out)
@@ -71,9 +77,12 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
                     attacks=tuple(a.strip() for a in attacks.split(",")) if attacks else base.attacks,
                 )
                 the_plan = the_plan.replace(threats=(spec,))
+            resolved, dataset = load_inputs(model, data, weights=weights, mean=mean, std=std, box=box)
             rank = int(os.environ.get("RANK", "0"))
-            bar = _progress() if rank == 0 else None
-            result = run(model, data, the_plan, out=out, device=device, progress=bar, report=report)
+            if rank == 0 and resolved.preprocessing:
+                console().print(resolved.preprocessing, style="dim", markup=False)
+            bar = progress_bar if rank == 0 else None
+            result = run(resolved.module, dataset, the_plan, out=out, device=device, progress=bar, report=report)
             if rank == 0:
                 _print(result, out)
 
@@ -87,25 +96,6 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
             result = EvaluationResult.load(run_dir)
             path = render_report(result.data, run_dir)
             console().print(f"[green]wrote[/] {path}")
-
-
-def _progress():  # type: ignore[no-untyped-def]
-    """A bar with an ETA on a terminal; plain ``advlab.progress`` lines on stderr otherwise
-    (a CI log shows how far the run is)."""
-    import logging
-    import sys
-
-    from advlab.evaluation.progress import default_progress, log_progress
-
-    chosen = default_progress()
-    if chosen is log_progress:
-        logger = logging.getLogger("advlab.progress")
-        if not logger.handlers:
-            handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-            logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-    return chosen
 
 
 def _graph_overrides(options: dict, **image: object) -> dict:

@@ -27,6 +27,7 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
         beta: float = typer.Option(6.0, help="TRADES: weight of the robustness term."),
         warmup: int = typer.Option(0, help="Adversarial training: epochs over which eps grows from 0."),
         distill: float = typer.Option(None, "--distill", help="Defensive distillation at this temperature (Papernot et al. use 100)."),
+        certified: str = typer.Option(None, "--certified", help="Certified training: ibp (Gowal et al.), against --eps in --norm; eps ramps up over --warmup epochs (default: half the epochs) after one clean epoch."),
     ) -> None:
         """Train a model with a progress bar and save it (safetensors + JSON config).
 
@@ -59,9 +60,17 @@ def register(app: typer.Typer, list_app: typer.Typer) -> None:
 
             torch.manual_seed(seed)  # seeds the initial weights too, so a run is reproducible
             extra: dict = {}
-            if adversarial is not None and distill is not None:
-                raise ValueError("choose either --adversarial or --distill, not both")
-            if adversarial is not None:
+            if sum(option is not None for option in (adversarial, distill, certified)) > 1:
+                raise ValueError("choose one of --adversarial, --distill and --certified")
+            if certified is not None:
+                from advlab.certify.training import CertifiedTraining, certified_train
+
+                ramp = float(warmup) if warmup else max(1.0, settings.get("epochs", 10) / 2)
+                ct = CertifiedTraining(certified.lower(), eps=eps, norm=norm, warmup=1.0, ramp=ramp)
+                net = build_model(model, **kwargs)
+                history = certified_train(net, dataset.x_train, dataset.y_train, ct, TrainConfig(**settings), progress=True)
+                extra["certified_training"] = ct.to_dict()
+            elif adversarial is not None:
                 from advlab.defenses.adversarial_training import (
                     AdversarialTraining,
                     adversarial_train,

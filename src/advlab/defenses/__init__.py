@@ -4,6 +4,7 @@ attacked (see :mod:`advlab.defenses.adaptive`), and saves and loads like any mod
 
 from advlab.defenses.adaptive import EOT, Wrapper, adapt, adaptive_model
 from advlab.defenses.distillation import Distilled, TemperatureScaled, distill
+from advlab.defenses.smoothing import RandomizedSmoothing, SoftSmoothed
 from advlab.defenses.transforms import (
     JPEG,
     TRANSFORMS,
@@ -32,6 +33,8 @@ __all__ = [
     "InputTransform",
     "MedianSmoothing",
     "RandomResizePad",
+    "RandomizedSmoothing",
+    "SoftSmoothed",
     "TemperatureScaled",
     "Wrapper",
     "adapt",

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from advlab.losses import get_loss
 from advlab.rng import CounterRNG
 from advlab.threat import ThreatModel
+from advlab.victim import Victim
 
 __all__ = ["AdversarialTraining", "adversarial_train", "perturb", "METHODS"]
 
@@ -50,12 +51,19 @@ def perturb(
     index: Tensor | None = None,
     stream: int = 0,
     start: Tensor | None = None,
+    victim: Victim | None = None,
 ) -> Tensor:
     """Projected steepest ascent on ``loss(model(x'), y)`` inside the threat model's ball.
 
     ``loss`` is a name from :mod:`advlab.losses` (maximised) or a callable ``(logits, y)``
     returning per-sample values to maximise.  ``start`` overrides the starting point.  The model is put in evaluation mode while it is
-    attacked and restored afterwards; parameter gradients are not touched.
+    attacked and restored afterwards; parameter gradients are not touched.  Passes go
+    through a :class:`~advlab.victim.Victim` (``victim=``, for ``x``'s rows, to read the
+    counts: ``steps`` forward and backward passes per row).
+
+    Not :func:`advlab.attacks.iterative.gradient_ascent`: training needs the final iterate of
+    every sample (not its first adversarial point, nor a verification pass), and TRADES
+    maximises a callable loss against the clean output.
     """
     if threat.eps is None:
         raise ValueError("adversarial training needs a bounded threat model (eps)")
@@ -68,12 +76,10 @@ def perturb(
         x_adv = threat.random_start(x, rng or CounterRNG(0), idx, stream) if random_start else x.clone()
     was = model.training
     model.eval()
+    counter = victim if victim is not None else Victim(model, x.shape[0], x.device)
     try:
         for _ in range(steps):
-            x_adv = x_adv.detach().requires_grad_(True)
-            with torch.enable_grad():
-                value = fn(model(x_adv), y).sum()
-                (grad,) = torch.autograd.grad(value, x_adv)
+            _, grad, _ = counter.value_and_grad(x_adv, lambda z: fn(z, y))
             x_adv = threat.project(x_adv.detach() + step_size * lp.steepest(grad), x)
     finally:
         model.train(was)

@@ -47,9 +47,15 @@ def curve_figure(api: Any, threat: dict[str, Any], clean: float, name: str) -> A
     ax = fig.add_subplot()
     eps = [0.0] + [r["eps"] for r in threat["results"]]
     acc = [clean] + [r["robust_accuracy"] for r in threat["results"]]
-    ax.plot(eps, acc, "-o", color=BAD, label="worst case over the attacks", zorder=3)
+    ax.plot(eps, acc, "-o", color=BAD, label="worst case over the attacks", zorder=2)
     raw = [clean] + [r["raw_robust_accuracy"] for r in threat["results"]]
-    ax.plot(eps, raw, ":", color="#8a94a6", label="first pass of the cascade")
+    # Drawn above the worst case, hollow and dashed, so that it stays visible where the two
+    # coincide (the common case: later stages of the cascade broke nothing more).
+    same = all(abs(a - b) < 1e-12 for a, b in zip(raw, acc, strict=True))
+    ax.plot(
+        eps, raw, "--s", color="#56607a", markerfacecolor="none", markersize=9, linewidth=1.4, zorder=3,
+        label="first pass of the cascade" + (" (= worst case)" if same else ""),
+    )
     minimal = threat.get("minimal")
     if minimal:
         c = np.asarray(minimal["curve"], dtype=float)
@@ -274,7 +280,7 @@ def sections(results: dict[str, Any]) -> list[Any]:
     out.append(per_class_section(api, results["threats"][0], "samples", "eps"))
 
     cost = results["cost"]
-    rows = [[r["stage"], r["kind"], r["forwards"], r["backwards"], round(r["seconds"], 2)] for r in cost["by_stage"]]
+    rows = [[r["stage"], r["kind"], r["forwards"], r["backwards"], "-" if r["seconds"] is None else round(r["seconds"], 2)] for r in cost["by_stage"]]
     out.append(
         api.Section(
             "Cost",
@@ -351,6 +357,8 @@ def render_report(results: dict[str, Any], folder: str | Path) -> Path:
         "git revision": env.get("git_revision") or "-",
         "created": results["created"],
     }
+    if results.get("kind") != "graph":
+        facts["preprocessing"] = results["model"].get("preprocessing") or "none: the model takes [0, 1] pixels"
     return Path(
         api.write_report(
             folder,

@@ -30,6 +30,7 @@ from advlab.evaluation.records import BudgetAggregate
 from advlab.evaluation.stats import clopper_pearson
 from advlab.evaluation.units import Job
 from advlab.models.kinds import input_kind, sequence_shape
+from advlab.models.preprocessing import InputAdapter
 
 __all__ = ["SCHEMA", "EvaluationResult", "build_results", "write_json", "comparable", "environment"]
 
@@ -199,7 +200,10 @@ def _cost(folds: dict[str, list[Folded]], units: dict[str, Any], job: Job, wall:
     batches = range(len(job.batches()))
     probe_fw = sum(int(units[keys.probe(b)]["forwards"]) for b in batches)
     probe_bw = sum(int(units[keys.probe(b)]["backwards"]) for b in batches)
-    rows["clean pass and audit probes"] = {"stage": "clean pass and audit probes", "kind": "audit", "forwards": probe_fw, "backwards": probe_bw, "seconds": 0.0}
+    # time of the probes; None for a run stored before probes were timed (shown as "-", not 0)
+    probe_s = [units[keys.probe(b)].get("seconds") for b in batches]
+    probe_seconds = None if any(s is None for s in probe_s) else float(sum(probe_s))
+    rows["clean pass and audit probes"] = {"stage": "clean pass and audit probes", "kind": "audit", "forwards": probe_fw, "backwards": probe_bw, "seconds": probe_seconds}
     for spec in job.plan.threats:
         for b in batches:
             a = units.get(keys.audit(spec.key, b))
@@ -213,7 +217,7 @@ def _cost(folds: dict[str, list[Folded]], units: dict[str, Any], job: Job, wall:
     table = list(rows.values())
     return {
         "wall_seconds": wall,
-        "attack_seconds": sum(r["seconds"] for r in table),
+        "attack_seconds": sum(r["seconds"] or 0.0 for r in table),
         "forwards": sum(r["forwards"] for r in table),
         "backwards": sum(r["backwards"] for r in table),
         "queries": sum(r["forwards"] for r in table),
@@ -269,6 +273,9 @@ def build_results(
 
     batches = range(len(job.batches()))
     clean_pred = np.concatenate([units[keys.probe(b)]["clean_pred"] for b in batches])
+    # a class the model predicts but no label holds (few samples) still needs a name
+    outputs = int(np.asarray(units[keys.probe(0)]["clean_logits"]).shape[1])
+    classes = list(classes) + [str(i) for i in range(len(classes), outputs)]
     y = job.y.numpy()
     plan = job.plan
     first = plan.threats[0]
@@ -289,6 +296,7 @@ def build_results(
             "class": type(job.model).__name__,
             "declares_adaptive": job.declares_adaptive,
             "input_kind": input_kind(job.model, list(job.x.shape[1:])),
+            "preprocessing": job.model.describe() if isinstance(job.model, InputAdapter) else None,
         },
         "data": {"name": data_name, "split": split, "samples": job.n, "classes": classes},
         "clean_accuracy": float((clean_pred == y).mean()),

@@ -27,7 +27,6 @@ from advlab.evaluation.audit import escalation_actions, run_checks
 from advlab.evaluation.distributed import Cluster, cluster_from_env
 from advlab.evaluation.ensemble import build_cascade, minimal_attack, single_step_attack
 from advlab.evaluation.plan import EvaluationPlan, as_plan
-from advlab.evaluation.progress import Progress, default_progress
 from advlab.evaluation.results import EvaluationResult, build_results, write_json
 from advlab.evaluation.store import Store
 from advlab.evaluation.units import (
@@ -45,10 +44,25 @@ __all__ = ["evaluate", "load_victim", "load_samples"]
 
 log = logging.getLogger(__name__)
 
+Progress = Callable[[str, int], Any]  # (description, total) -> context manager yielding advance(n)
+
+
+@contextlib.contextmanager
+def _no_progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    yield lambda n: None
+
+
+def _default_progress(cluster: Cluster) -> Progress:
+    """The library's progress display on the main process, nothing on the other ranks."""
+    from advlab.progress import progress
+
+    return progress if cluster.main else _no_progress
+
+
 def load_victim(model: nn.Module | str | Path) -> tuple[nn.Module, str]:
     """A model and its name from a module, a saved model folder or a model-zoo name."""
     if isinstance(model, nn.Module):
-        return model, type(model).__name__
+        return model, str(getattr(model, "advlab_name", "") or type(model).__name__)
     from advlab.models import load_model, trained_model
 
     path = Path(model)
@@ -80,11 +94,12 @@ def load_samples(
             raise ValueError(f"split must be 'test' or 'train', got {split!r}")
         x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
         classes = list(getattr(data, "classes", []) or [])
+        name = str(getattr(data, "name", "") or name)
     for box in boxes:
         x = as_input_tensor(x, box, device="cpu")
     y = as_label_tensor(y, x.shape[0], None, device="cpu")
     if samples > x.shape[0]:
-        raise ValueError(f"the plan asks for {samples} samples but the data has {x.shape[0]}")
+        raise ValueError(f"the plan asks for {samples} samples but the data has {x.shape[0]}; ask for at most {x.shape[0]} (samples={x.shape[0]}, or --samples {x.shape[0]} on the command line)")
     x, y = x[:samples].contiguous(), y[:samples].contiguous()
     num = int(y.max()) + 1 if len(y) else 0
     return x, y, classes or [str(i) for i in range(num)], name
@@ -142,8 +157,8 @@ def evaluate(
         local GPU, or the CPU with gloo.
     progress:
         ``progress(description, total)`` returning a context manager that yields
-        ``advance(n)``; by default a bar with an ETA on a terminal and ``advlab.progress``
-        log lines otherwise (:mod:`advlab.evaluation.progress`).
+        ``advance(n)``; by default :func:`advlab.progress.progress` (a bar with an ETA on a
+        terminal, plain lines with the time left elsewhere) on the main process.
 
     Returns
     -------
@@ -172,7 +187,7 @@ def evaluate(
     folder = Path(out)
     try:
         with _borrowed(victim, cluster.device):
-            return _run(victim, model_name, x, y, classes, data_name, split, the_plan, folder, cluster, progress or default_progress(), report, time.perf_counter())
+            return _run(victim, model_name, x, y, classes, data_name, split, the_plan, folder, cluster, progress or _default_progress(cluster), report, time.perf_counter())
     finally:
         cluster.close()
         if tmp is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -186,6 +187,7 @@ def probe_unit(job: Job, b: int) -> dict[str, Any]:
     autograd graph -- their difference reveals randomness --, a random point of the ball, and
     the batch-composition probe's two rows) and three or four backward passes (cross-entropy,
     margin and DLR at the clean input, cross-entropy at the random point)."""
+    began = time.perf_counter()
     x, y, index = job.batch(b)
     model = job.model
     spec = job.plan.threats[0]
@@ -230,6 +232,7 @@ def probe_unit(job: Job, b: int) -> dict[str, Any]:
         "batch_affected": _np(composed["affected"]),
         "autograd_in_forward": np.full(rows, composed["autograd"] is not None),
         "autograd_call": composed["autograd"] or "",
+        "seconds": time.perf_counter() - began,
         "forwards": 5 * rows,
         "backwards": (4 if g_dlr is not None else 3) * rows,
     }
@@ -377,7 +380,6 @@ def binarization_run(job: Job, spec: ThreatSpec, x: Tensor, index: Tensor, corre
     other one).  Adds ``binarization_tested`` / ``binarization_found`` per sample to ``out``
     and the passes it spent to ``out["runs"]``."""
     import dataclasses
-    import time
 
     from advlab.evaluation.binarization import BINARIZATION_SAMPLES, binarization_test
 

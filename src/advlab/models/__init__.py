@@ -9,6 +9,7 @@ from torch import nn
 from advlab.models.architectures import SeedMLP, SmallCNN
 from advlab.models.graph import GCN
 from advlab.models.io import ModelFileError, load_model, read_config, save_model
+from advlab.models.preprocessing import InputAdapter
 from advlab.models.recurrent import SequenceLSTM
 from advlab.models.registry import available_models, build_model, get_factory, register_model
 from advlab.models.sklearn import (
@@ -27,6 +28,8 @@ __all__ = [
     "SmallCNN",
     "SequenceLSTM",
     "GCN",
+    "InputAdapter",
+    "resolve_model",
     "SklearnGaussianNB",
     "SklearnLinear",
     "SklearnSVC",
@@ -58,6 +61,13 @@ DEFAULT_TRAINING: dict[str, dict[str, Any]] = {
 }
 
 register_model("lstm", SequenceLSTM)
+
+
+def resolve_model(spec: Any, **kwargs: Any) -> Any:
+    """The model a command-line spec names: see :func:`advlab.models.spec.resolve_model`."""
+    from advlab.models.spec import resolve_model as resolve
+
+    return resolve(spec, **kwargs)
 register_model("gcn", GCN)
 register_model("sklearn-linear", SklearnLinear)
 register_model("sklearn-svc", SklearnSVC)

@@ -384,6 +384,9 @@ def from_sklearn(estimator: Any) -> nn.Module:
 
 
 # ---------------------------------------------------------------------- black box
+_OUTPUT_ALIASES = {"scores": "proba", "labels": "label"}
+
+
 class SklearnScores(nn.Module):
     """Any fitted classifier as a module that only answers queries (no gradient).
 
@@ -396,6 +399,7 @@ class SklearnScores(nn.Module):
     def __init__(self, estimator: Any, output: str = "proba") -> None:
         super().__init__()
         _check_fitted_classifier(estimator)
+        output = _OUTPUT_ALIASES.get(output, output)  # BlackBox's words ('scores', 'labels') work too
         if output not in ("proba", "label"):
             raise InputError(f"output must be 'proba' or 'label', got {output!r}")
         if output == "proba" and not hasattr(estimator, "predict_proba"):
@@ -431,7 +435,11 @@ def sklearn_blackbox(estimator: Any, output: str = "scores", budget: int | None 
     """
     from advlab.blackbox import BlackBox
 
+    output = {"proba": "scores", "label": "labels"}.get(output, output)  # SklearnScores' words work too
     if output not in ("scores", "labels"):
         raise InputError(f"output must be 'scores' or 'labels', got {output!r}")
-    source = SklearnScores(estimator, "proba" if output == "scores" else "label")
+    _check_fitted_classifier(estimator)
+    if output == "scores" and not hasattr(estimator, "predict_proba"):
+        raise InputError(f"{type(estimator).__name__} has no predict_proba; use sklearn_blackbox(estimator, output='labels')")
+    source = SklearnScores(estimator, output)
     return BlackBox(source, output=output, budget=budget, **kwargs)

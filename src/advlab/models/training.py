@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from advlab.progress import Advance, track
+
 __all__ = ["TrainConfig", "train_model", "accuracy", "predict"]
 
 log = logging.getLogger(__name__)
@@ -44,14 +46,15 @@ def train_model(
     *,
     transform: BatchTransform | None = None,
     objective: Objective | None = None,
-    progress: bool = False,
+    progress: bool | Advance = False,
     description: str = "training",
 ) -> dict[str, Any]:
     """Train ``model`` in place on ``(x, y)``; deterministic given ``config.seed``.
 
     ``y`` may hold integer labels or soft targets (N, C) (defensive distillation).  Logits are
     divided by ``config.temperature`` before the softmax.  ``transform`` turns each clean batch
-    into the batch trained on; ``objective(model, x, y)`` replaces the loss.  Returns a history dict.
+    into the batch trained on; ``objective(model, x, y)`` replaces the loss.  ``progress=True``
+shows the progress (:mod:`advlab.progress`); a callable is called with 1 per step.  Returns a history dict.
     """
     cfg = config or TrainConfig()
     torch.manual_seed(cfg.seed)
@@ -67,9 +70,8 @@ def train_model(
     steps_per_epoch = (n + cfg.batch_size - 1) // cfg.batch_size
     history: dict[str, Any] = {"loss": [], "seconds": 0.0}
     start = time.perf_counter()
-    bar = _progress(progress, cfg.epochs * steps_per_epoch, description)
     step = 0
-    try:
+    with track(progress if callable(progress) else (None if progress else False), description, cfg.epochs * steps_per_epoch) as advance:
         for _epoch in range(cfg.epochs):
             model.train()
             perm = torch.randperm(n, generator=g)
@@ -91,32 +93,12 @@ def train_model(
                 opt.step()
                 total += float(loss.detach()) * len(idx)
                 step += 1
-                if bar is not None:
-                    bar[0].advance(bar[1])
+                advance(1)
             history["loss"].append(total / n)
             log.info("%s epoch %d loss %.4f", description, _epoch + 1, total / n)
-    finally:
-        if bar is not None:
-            bar[0].stop()
     model.eval()
     history["seconds"] = time.perf_counter() - start
     return history
-
-
-def _progress(enabled: bool, total: int, description: str) -> Any:
-    if not enabled:
-        return None
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    p.start()
-    return p, p.add_task(description, total=total)
 
 
 @torch.no_grad()

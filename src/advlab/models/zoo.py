@@ -33,7 +33,7 @@ def trained_model(
     training: dict[str, Any] | None = None,
     model_kwargs: dict[str, Any] | None = None,
     adversarial: dict[str, Any] | None = None,
-    progress: bool = False,
+    progress: bool = True,
 ) -> nn.Module:
     """Model ``name`` trained on ``dataset`` with the default (or given) settings.
 
@@ -41,6 +41,7 @@ def trained_model(
     safetensors file instead of training again.  ``adversarial`` holds
     :class:`advlab.defenses.adversarial_training.AdversarialTraining` settings
     (``{"method": "pgd", "eps": 0.3, "steps": 10}``) for an adversarially trained model.
+    Training shows its progress (:mod:`advlab.progress`) unless ``progress=False``.
     """
     from advlab.data import load_data
     from advlab.models import DEFAULT_TRAINING

@@ -94,7 +94,8 @@ class Section:
 
 
 def format_value(v: Any) -> str:
-    """Numbers to short strings: 3 significant decimals for floats, ``-`` for missing values."""
+    """Numbers to short strings, ``-`` for missing values.  Floats below 10 keep three decimals
+    (``1.000`` beside ``0.970``, never a bare ``1``), larger ones four significant digits."""
     if v is None:
         return "-"
     if isinstance(v, bool):
@@ -104,7 +105,7 @@ def format_value(v: Any) -> str:
             return "-"
         if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5):
             return f"{v:.3g}"
-        return f"{v:.4g}" if abs(v) >= 1 else f"{v:.3f}"
+        return f"{v:.4g}" if abs(v) >= 10 else f"{v:.3f}"
     return str(v)
 
 

@@ -1,6 +1,6 @@
 """The playground's HTTP API (FastAPI) and its single page.
 
-Endpoints (OpenAPI at ``/docs`` and ``/openapi.json``):
+Endpoints (a self-contained reference at ``/docs``, OpenAPI at ``/openapi.json``):
 
 - ``GET /api/info``: model, classes, attacks, norms and limits
 - ``GET /api/samples``: test images to pick from
@@ -229,13 +229,15 @@ def create_app(
         else:
             model, name = trained_model("seed-mlp"), "seed-mlp"
     else:
-        name = type(model).__name__
+        name = str(getattr(model, "advlab_name", "") or type(model).__name__)
     state = Playground(model, name, Path(runs_dir), time_limit)
 
     app = FastAPI(
         title="advlab playground",
         description="Draw or pick a digit, attack it, and watch the network be fooled.",
         version="1",
+        docs_url=None,  # Swagger UI and ReDoc load from a CDN; /docs below works offline
+        redoc_url=None,
     )
     app.state.playground = state
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
@@ -247,6 +249,12 @@ def create_app(
             where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
             parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg")))
         return JSONResponse(status_code=422, content={"detail": "; ".join(parts) or "invalid request"})
+
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    def docs() -> HTMLResponse:
+        from advlab.serve.docs import api_docs_html
+
+        return HTMLResponse(api_docs_html(app.openapi()))
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> HTMLResponse:
