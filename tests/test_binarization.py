@@ -9,7 +9,12 @@ import advlab
 from _attacks import SignPGD
 from advlab.attacks import get_attack
 from advlab.evaluation import EvaluationPlan, ThreatSpec
-from advlab.evaluation.binarization import BINARIZATION_PASS, binarization_test, binarize
+from advlab.evaluation.binarization import (
+    BINARIZATION_PASS,
+    THRESHOLD_AT,
+    binarization_test,
+    binarize,
+)
 from advlab.threat import ThreatModel
 
 THREAT = ThreatModel(norm="linf", eps=0.1)
@@ -76,3 +81,33 @@ def test_a_gradient_masking_model_fails_it_even_with_a_strong_attack(seed_mlp, m
     x = mnist.x_test[:10]
     got = binarization_test(Thresholded(seed_mlp), x, THREAT, 0, runner(get_attack("apgd")))
     assert got is not None and got["tested"] >= 5 and got["found"] < 0.5
+
+
+class Scaled(torch.nn.Module):
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x):
+        return self.factor * x
+
+
+def test_the_binary_head_does_not_inherit_the_feature_scale(mnist):
+    """Features 1000x larger (as after defensive distillation) give the same one-logit gap
+    between the clean and the planted side, so the binary head does not saturate."""
+    torch.manual_seed(0)
+    body = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 32), torch.nn.ReLU())
+    x = mnist.x_test[:6]
+    gaps = []
+    for factor in (1.0, 1000.0):
+        model = torch.nn.Sequential(body, Scaled(factor), torch.nn.Linear(32, 10)).eval()
+        planted = binarize(model, x, THREAT, seed=0)
+        assert planted is not None and bool(planted.kept.any())
+        with torch.no_grad():
+            at_planted = planted.model(planted.planted)[:, 1]
+            gaps.append(at_planted - planted.model(x)[:, 1])
+        # the planted point scores (1 - THRESHOLD_AT) logits past the threshold, at any feature scale
+        assert torch.allclose(at_planted[planted.kept], torch.full_like(at_planted[planted.kept], 1 - THRESHOLD_AT), atol=1e-3)
+        got = binarization_test(model, x, THREAT, 0, runner(get_attack("apgd")))
+        assert got is not None and got["found"] >= BINARIZATION_PASS
+    assert torch.allclose(gaps[0], gaps[1], rtol=1e-3, atol=1e-4)

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from advlab.threat import ThreatModel
 from advlab.victim import frozen
 
-__all__ = ["BINARIZATION_SAMPLES", "BINARIZATION_PASS", "feature_head", "Binarized", "binarize", "binarization_test"]
+__all__ = ["BINARIZATION_SAMPLES", "BINARIZATION_PASS", "THRESHOLD_AT", "feature_head", "Binarized", "binarize", "binarization_test"]
 
 BINARIZATION_SAMPLES = 10  # tested samples per threat model (the first correctly classified ones)
 BINARIZATION_PASS = 0.9  # fail below this share of planted adversarial examples found
@@ -120,7 +120,11 @@ def binarize(model: nn.Module, x: Tensor, threat: ThreatModel, seed: int) -> Pla
     s_neg = (negatives * w[:, None]).sum(2).amax(1)
     s_pos = (f_planted * w).sum(1)
     kept = s_pos > s_neg + 1e-6 * s_pos.abs().clamp_min(1.0)
-    b = -(s_neg + THRESHOLD_AT * (s_pos - s_neg))
+    # scaled so that the gap from the inner points to the planted one is one logit: the
+    # feature scale (large after defensive distillation) must not saturate the binary head
+    gap = (s_pos - s_neg).clamp_min(1e-12)
+    b = -(s_neg + THRESHOLD_AT * (s_pos - s_neg)) / gap
+    w = w / gap[:, None]
     return Planted(Binarized(model, head, x, w, b), kept, planted, forwards=int(rows.shape[0]))
 
 
