@@ -6,9 +6,13 @@ first ``--samples`` images of the MNIST sample, no escalation: the verdicts and 
 batch-dependence, dlr-zero-gradient, autograd-in-inference and binarization-test
 (Zimmermann et al. 2022, arXiv:2206.13991), and the binarization test's share of the
 attacks' passes and seconds.  Then the binarization test alone on the seed MLP (Linf 0.1,
-10 samples) under APGD, PGD, FGSM and a crippled PGD (1 step of 0.001).
+10 samples) under APGD, PGD, FGSM and a crippled PGD (1 step of 0.001).  ``--saved`` adds
+saved model folders (e.g. the tests' cached FGSM-trained and distilled CNNs under
+``.pytest_cache/d/advlab-models/``) to the evaluated victims.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/audit_flags.py --samples 50
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/audit_flags.py --samples 30 \
+        --saved .pytest_cache/d/advlab-models/fgsm-cnn16 .pytest_cache/d/advlab-models/distilled-cnn8-T100
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from advlab.attacks import get_attack
 from advlab.data import load_data
 from advlab.evaluation import ThreatSpec
 from advlab.evaluation.binarization import binarization_test
-from advlab.models import trained_model
+from advlab.models import load_model, trained_model
 from advlab.threat import ThreatModel
 
 NEW = ("batch-dependence", "dlr-zero-gradient", "autograd-in-inference", "binarization-test")
@@ -42,10 +46,13 @@ class Thresholded(nn.Module):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=50)
+    parser.add_argument("--saved", nargs="*", default=[], help="saved model folders to evaluate as well")
     args = parser.parse_args()
     torch.set_num_threads(1)
     cnn = trained_model("cnn")
-    for name, model in (("cnn", cnn), ("thresholded cnn", Thresholded(cnn))):
+    victims: list[tuple[str, nn.Module]] = [("cnn", cnn), ("thresholded cnn", Thresholded(cnn))]
+    victims += [(folder, load_model(folder)) for folder in args.saved]
+    for name, model in victims:
         t0 = time.perf_counter()
         r = advlab.evaluate(model, "mnist-sample", samples=args.samples, batch_size=args.samples,
                             threats=[ThreatSpec("linf", (0.3,))], minimal=False, escalate=False)
