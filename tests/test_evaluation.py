@@ -368,17 +368,6 @@ def test_every_pass_is_counted_exactly_and_the_model_is_left_as_it_was(seed_mlp,
     assert "over 1 cascade attack and the audit's" in result.summary  # members counted, not audit probes
 
 
-def test_progress_logs_lines_with_an_eta(caplog):
-    from advlab.evaluation.progress import log_progress
-
-    with caplog.at_level("INFO", logger="advlab.progress"), log_progress("evaluating", 3, every=0.0) as advance:
-        for _ in range(3):
-            advance(1)
-    lines = [r.getMessage() for r in caplog.records]
-    assert lines[0] == "evaluating: 3 units" and len(lines) == 4
-    assert lines[-1].startswith("evaluating: 3/3 units") and "ETA 0 s" in lines[-1]
-
-
 class Centered(nn.Module):
     """The seed MLP on inputs in [-1, 1]."""
 

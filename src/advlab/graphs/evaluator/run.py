@@ -179,9 +179,9 @@ def evaluate_graph(
     >>> result = advlab.evaluate("gcn", "karate", budgets=[0, 4, 8, 16], out="runs/karate")  # doctest: +SKIP
     >>> result.per_attack()["pgd-topology"][16] < result.per_attack()["dice"][16]  # doctest: +SKIP
     """
-    from advlab.evaluation.progress import default_progress
     from advlab.evaluation.runner import model_hash
     from advlab.graphs import GraphThreatModel, node_logits
+    from advlab.progress import progress as default_progress
     from advlab.threat import ThreatModel
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -209,7 +209,7 @@ def evaluate_graph(
     work = [(goal, _block_of(a), a, b) for goal in the_plan.goals for a in attacks for b in budgets[_block_of(a)]]
     units: dict[str, dict[str, Any]] = {}
     try:
-        with (progress or default_progress())("evaluating graph", len(work)) as advance:
+        with (progress or default_progress)("evaluating graph", len(work)) as advance:
             for goal, kind, attack, budget in work:
                 key = f"graph/{goal}/{kind}/{attack.name}/{budget!r}"
                 got = store.get(key)
