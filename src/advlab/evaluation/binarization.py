@@ -11,9 +11,11 @@ and so, likely, for the original one.
 
 Here the head is a threshold on one direction of the feature space (from the inner points'
 mean to the planted point), nine tenths of the way from the highest inner score to the
-planted point's (a small target region, so that a weak attack misses it); a sample where the direction does not separate them is left out.  The binarized
-model serves every tested sample at once: each input row is routed to the head of the
-tested sample whose clean input is closest.
+planted point's (a small target region, so that a weak attack misses it), scaled so that
+this gap is one logit (the feature scale must not saturate it); a sample where the direction
+does not separate them is left out.  The binarized model serves every tested sample at
+once: each input row is routed to the head of the tested sample whose clean input is
+closest.
 """
 
 from __future__ import annotations
