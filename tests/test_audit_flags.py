@@ -114,7 +114,7 @@ def test_the_check_explains_itself(seed_mlp, tmp_path):
     result = advlab.evaluate(BatchCentered(seed_mlp), "mnist-sample", plan(), out=tmp_path, report=False)
     check = result.check("batch-dependence")
     assert check["verdict"] == "fail" and check["docs"].endswith("#batch-dependence")
-    assert check["numbers"]["affected"] == 8 and "beyond 0.001" in check["evidence"]
+    assert check["numbers"]["affected"] == 8 and "beyond 0.01" in check["evidence"]
     assert not result.audit_clean
 
 

@@ -25,8 +25,9 @@ from advlab.validation import check_logits
 __all__ = ["BATCH_TOLERANCE", "batch_composition", "AutogradWatch"]
 
 # Relative to each row's largest logit (at least 1): float round-off between batch sizes
-# (other kernels, TF32 convolutions on a GPU) stays far below; batch statistics do not.
-BATCH_TOLERANCE = 1e-3
+# (other kernels; TF32 convolutions on a GPU, about 1e-3) stays below; batch statistics do not
+# (the planted models of the tests move their logits by 5e-2 to 1.5).
+BATCH_TOLERANCE = 1e-2
 
 _AUTOGRAD_CALLS = (torch.autograd.grad, torch.Tensor.backward)
 
