@@ -35,7 +35,7 @@ SMALLER = {
     "BadNets(target=0, rate=0.05).poison(data)": "BadNets(target=0, rate=0.05).poison(data.subset(300, 50))",
     'lambda: advlab.build_model("cnn"))': 'lambda: advlab.build_model("cnn"), advlab.models.TrainConfig(epochs=1))',
     'distill("cnn", data.x_train, data.y_train, temperature=100)': 'distill("cnn", data.x_train[:200], data.y_train[:200], temperature=100, config=advlab.models.TrainConfig(epochs=1))',
-    'samples=100, out="runs/cnn")': 'samples=4, threats=[{"norm": "linf", "eps": [0.1, 0.2, 0.3], "attacks": ["pgd"]}], out="runs/cnn")',
+    'samples=200, out="runs/cnn")': 'samples=4, threats=[{"norm": "linf", "eps": [0.1, 0.2, 0.3], "attacks": ["pgd"]}], out="runs/cnn")',
     "budgets=[0, 4, 8, 16], targets=8,": "budgets=[0, 16], targets=2, steps=5,",
     "data.x_train[:1000].flatten(1).numpy(), data.y_train[:1000].numpy()": "data.x_train[:200].flatten(1).numpy(), data.y_train[:200].numpy()",
     "RandomForestClassifier(n_estimators=50)": "RandomForestClassifier(n_estimators=5)",
