@@ -53,7 +53,8 @@ class AutogradWatch(TorchFunctionMode):
 def batch_composition(model: nn.Module, x: Tensor, first: Tensor, box: tuple[float, float], seed: int) -> dict[str, Any]:
     """Run ``model`` (already frozen by the caller) on the batch reversed and interleaved
     with as many uniform-noise rows in ``box`` (so that however the rows are chunked, each
-    sample's companions differ), under ``no_grad`` and an :class:`AutogradWatch`.
+    sample's companions differ), in two passes of about the batch's size, under ``no_grad``
+    and an :class:`AutogradWatch`.
 
     ``first`` are the logits of ``x`` as one batch.  Returns the relative largest logit
     difference per sample (``difference``), the samples beyond :data:`BATCH_TOLERANCE` or
@@ -65,11 +66,15 @@ def batch_composition(model: nn.Module, x: Tensor, first: Tensor, box: tuple[flo
     noise = box[0] + (box[1] - box[0]) * noise
     watch = AutogradWatch()
     mixed = torch.stack([x.flip(0), noise], 1).reshape(2 * n, *x.shape[1:])
+    # two passes of at most n + 1 rows each: no more memory than the batch itself needs
+    half = 2 * ((n + 1) // 2)
+    parts = []
     with torch.no_grad():
-        with watch:  # the model itself, not run_model: the library's chunking probes use autograd
-            raw = model(mixed)
-        out = check_logits(raw, 2 * n, model=model_name(model), where="the batch-composition probe", finite=False)
-    other = out[0::2].flip(0).float().detach()
+        for piece in mixed.split(half):
+            with watch:  # the model itself, not run_model: the library's chunking probes use autograd
+                raw = model(piece)
+            parts.append(check_logits(raw, piece.shape[0], model=model_name(model), where="the batch-composition probe", finite=False))
+    other = torch.cat(parts)[0::2].flip(0).float().detach()
     scale = first.abs().amax(1).clamp_min(1.0)
     diff = (first - other).abs().amax(1) / scale
     affected = (diff > BATCH_TOLERANCE) | (first.argmax(1) != other.argmax(1)) | ~torch.isfinite(diff)
