@@ -20,7 +20,9 @@ from typing import Any
 import numpy as np
 
 from advlab.evaluation.aggregate import Folded
+from advlab.evaluation.binarization import BINARIZATION_PASS, BINARIZATION_SAMPLES
 from advlab.evaluation.ensemble import label
+from advlab.evaluation.flags import BATCH_TOLERANCE
 from advlab.evaluation.plan import ThreatSpec
 from advlab.evaluation.units import ROBUST, Job
 
@@ -69,6 +71,14 @@ def _pct(v: float) -> str:
 
 def _share(count: int, n: int) -> float:
     return count / n if n else 0.0
+
+
+def _masked(flags: np.ndarray, correct: np.ndarray) -> tuple[int, float, str]:
+    """Count, share of the correct samples and verdict of a per-sample masking flag:
+    ``fail`` above ``MASK_SHARE``, ``warn`` for any."""
+    k = int((np.asarray(flags) & correct).sum())
+    share = _share(k, int(correct.sum()))
+    return k, share, "fail" if share > MASK_SHARE else ("warn" if k else "pass")
 
 
 def run_checks(
@@ -140,10 +150,7 @@ def run_checks(
         )
     )
 
-    shattered = np.asarray(probe["shattered"]) & correct
-    s = int(shattered.sum())
-    share = _share(s, n_correct)
-    verdict = "fail" if share > MASK_SHARE else ("warn" if s else "pass")
+    s, share, verdict = _masked(probe["shattered"], correct)
     checks.append(
         Check(
             "shattered-gradients",
@@ -159,10 +166,82 @@ def run_checks(
         )
     )
 
+    checks.extend(_flag_checks(job, probe, correct))
+
     # ---------------------------------------------------------------- per threat model
     for spec in job.plan.threats:
         checks.extend(_threat_checks(job, spec, correct, mains[spec.key], audits.get(spec.key), minimal.get(spec.key), folds[spec.key]))
     return checks
+
+
+def _flag_checks(job: Job, probe: dict[str, Any], correct: np.ndarray) -> list[Check]:
+    """Batch dependence and AutoAttack's flags that the probe measures (zero DLR gradient,
+    autograd during inference); skipped on runs stored before they existed."""
+    n = job.n
+    n_correct = int(correct.sum())
+    out: list[Check] = []
+    if "batch_affected" in probe:
+        affected = np.asarray(probe["batch_affected"])
+        diff = np.asarray(probe["batch_difference"], dtype=np.float64)
+        k = int(affected.sum())
+        random = bool(np.asarray(probe["random_output"]).any())
+        worst = float(np.nanmax(np.where(np.isfinite(diff), diff, np.inf))) if len(diff) else 0.0
+        if random:
+            verdict, evidence = "skipped", "the output is random (see the randomness check), so two batch compositions cannot be compared."
+        else:
+            verdict = "fail" if k else "pass"
+            evidence = (
+                f"the same inputs in another batch (reversed, interleaved with uniform-noise rows) changed the logits of {k} of {n} "
+                f"samples ({_pct(_share(k, n))}) beyond {BATCH_TOLERANCE:g} of their largest logit; largest relative difference {worst:.3g}."
+            )
+        out.append(
+            Check(
+                "batch-dependence",
+                "The output of a sample does not depend on its batch",
+                verdict,
+                evidence,
+                "A model whose output for a sample depends on the other samples of its batch (BatchNorm without running "
+                "statistics or left in training mode, a batch-wide normalisation) has no single robust accuracy: every "
+                "number depends on the batch size and on which samples an attack still works on. Fix the model (eval mode, "
+                "running statistics) before evaluating it.",
+                numbers={"affected": k, "evaluated": n, "max_relative_difference": worst, "tolerance": BATCH_TOLERANCE},
+            )
+        )
+    if probe.get("dlr_probed"):
+        z, share, verdict = _masked(probe["dlr_grad_zero"], correct)
+        out.append(
+            Check(
+                "dlr-zero-gradient",
+                "Zero DLR gradient at the start",
+                verdict,
+                f"the DLR-loss gradient of the deployed model is exactly zero at the clean input for {z} of {n_correct} "
+                f"correctly classified samples ({_pct(share)}).",
+                "APGD-DLR and APGD-T follow the DLR loss; where its gradient vanishes they cannot take a first step and "
+                "the samples look robust (AutoAttack's zero-gradient flag). A scale-invariant loss rules out a saturated "
+                "softmax, so the cause is a flat model: quantisation, a detached or non-differentiable step.",
+                actions=((["adaptive"] if job.declares_adaptive and not job.plan.adaptive else []) + ["blackbox"]) if verdict == "fail" else [],
+                numbers={"zero": z, "evaluated": n_correct},
+            )
+        )
+    if "autograd_in_forward" in probe:
+        seen = bool(np.asarray(probe["autograd_in_forward"]).any())
+        call = str(probe.get("autograd_call") or "")
+        out.append(
+            Check(
+                "autograd-in-inference",
+                "No autograd during inference",
+                "fail" if seen else "pass",
+                (f"a forward pass run without gradients computed them anyway ({call})." if seen
+                 else "a forward pass run without gradients called no autograd."),
+                "A model that runs gradient steps inside its forward pass (a test-time optimisation or purification "
+                "defense) is dynamic: attacks that differentiate it see a different function than the one that "
+                "classifies, and standard attacks such as AutoAttack may be insufficient (AutoAttack's dynamic-defense "
+                "flag). It needs an adaptive attack through its inner optimisation (BPDA, EOT) and black-box attacks.",
+                actions=((["adaptive"] if job.declares_adaptive and not job.plan.adaptive else []) + ["blackbox"]) if seen else [],
+                numbers={"detected": seen, "call": call},
+            )
+        )
+    return out
 
 
 def _threat_checks(
@@ -288,6 +367,37 @@ def _threat_checks(
                 threat=key,
                 actions=["restarts"] if verdict == "fail" else [],
                 numbers={"broken": k, "tried": tried},
+            )
+        )
+
+    tested = np.asarray(audit.get("binarization_tested", np.zeros(n, dtype=bool)))
+    t = int(tested.sum())
+    if t:
+        f = int((np.asarray(audit["binarization_found"]) & tested).sum())
+        rate = f / t
+        verdict = "fail" if rate < BINARIZATION_PASS else ("warn" if f < t else "pass")
+        out.append(
+            Check(
+                "binarization-test",
+                "The attack finds planted adversarial examples",
+                verdict,
+                f"the cascade at eps={spec.headline:g}, run on the model with its head replaced by a binary one that has an "
+                f"adversarial example planted inside the ball, found {f} of {t} ({_pct(rate)}; the test needs "
+                f"{_pct(BINARIZATION_PASS)}).",
+                "Every tested sample of the binarized model has an adversarial example inside the ball by construction; an "
+                "attack that misses them is too weak for this model's features, so its robust accuracy on the real model "
+                "is likely an overestimate (Zimmermann et al. 2022, arXiv:2206.13991).",
+                threat=key,
+                actions=["restarts", "blackbox"] if verdict == "fail" else [],
+                numbers={"found": f, "tested": t, "rate": rate, "threshold": BINARIZATION_PASS},
+            )
+        )
+    else:
+        out.append(
+            Check(
+                "binarization-test", "The attack finds planted adversarial examples", "skipped",
+                f"no sample could be tested: the model has no nn.Linear head, or none of the first {BINARIZATION_SAMPLES} "
+                "samples is classified correctly with a head that separates the planted example.", "", threat=key,
             )
         )
 

@@ -358,7 +358,8 @@ def audit_section(api: Any, audit: dict[str, Any]) -> Any:
     esc = audit["escalation"]
     text = (
         "Automatic checks for gradient masking and weak attacks (Carlini et al. 2019, arXiv:1902.06705; Athalye et al. 2018, "
-        "arXiv:1802.00420; Croce & Hein 2020, arXiv:2003.01690). Each entry of docs/audit.md explains a check and what to do when it fails."
+        "arXiv:1802.00420; Croce & Hein 2020, arXiv:2003.01690; the binarization test of Zimmermann et al. 2022, "
+        "arXiv:2206.13991). Each entry of docs/audit.md explains a check and what to do when it fails."
     )
     if esc["actions"]:
         changes = []

@@ -214,7 +214,7 @@ def _cost(folds: dict[str, list[Folded]], units: dict[str, Any], job: Job, wall:
             a = units.get(keys.audit(spec.key, b))
             if a is None:
                 continue
-            for name in ("unbounded", "naive"):
+            for name in ("unbounded", "naive", "binarization"):
                 if name in a["runs"]:
                     r = rows.setdefault(f"{spec.key} / audit: {name}", {"stage": f"{spec.key} / audit: {name}", "kind": "audit", "forwards": 0, "backwards": 0, "seconds": 0.0})
                     for k in ("forwards", "backwards", "seconds"):

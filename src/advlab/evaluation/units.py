@@ -21,8 +21,9 @@ from torch import Tensor, nn
 from advlab.attacks.base import Attack, choose_targets
 from advlab.attacks.cascade import FOCUS_MARGIN, Member
 from advlab.evaluation.ensemble import cascade_attack, declares_adaptive, label
+from advlab.evaluation.flags import batch_composition
 from advlab.evaluation.plan import EvaluationPlan, ThreatSpec
-from advlab.losses import cross_entropy, margin
+from advlab.losses import cross_entropy, dlr, margin
 from advlab.model_check import model_logits
 from advlab.rng import CounterRNG
 from advlab.threat import ThreatModel
@@ -177,10 +178,15 @@ def probe_unit(job: Job, b: int) -> dict[str, Any]:
     randomness, probabilities at the output, zero or non-finite gradients, shattered
     (piecewise-constant) gradients.  The model is probed as deployed, never adapted.
 
-    Cost, exactly: three forward passes per sample (the clean input without and with the
-    autograd graph -- their difference reveals randomness --, and a random point of the ball)
-    and three backward passes (cross-entropy and margin at the clean input, cross-entropy at
-    the random point)."""
+    AutoAttack's flags (fra31/auto-attack ``flags_doc.md``) are probed here too: the DLR
+    gradient at the clean input (with at least 3 classes), autograd called inside a forward
+    pass run without gradients, and -- with it -- the batch composition the logits depend on
+    (:mod:`advlab.evaluation.flags`).
+
+    Cost, exactly: five forward passes per sample (the clean input without and with the
+    autograd graph -- their difference reveals randomness --, a random point of the ball, and
+    the batch-composition probe's two rows) and three or four backward passes (cross-entropy,
+    margin and DLR at the clean input, cross-entropy at the random point)."""
     began = time.perf_counter()
     x, y, index = job.batch(b)
     model = job.model
@@ -192,12 +198,16 @@ def probe_unit(job: Job, b: int) -> dict[str, Any]:
         p = x.detach().clone().requires_grad_(True)
         second = model(p).float()
         ce, m0 = cross_entropy(second, y), margin(second, y)
+        classes = int(second.shape[1])
         g_ce = _grad(ce, p, retain=True)
-        g_margin = _grad(m0, p, retain=False)
+        g_margin = _grad(m0, p, retain=classes >= 3)
+        g_dlr = _grad(dlr(second, y), p, retain=False) if classes >= 3 else None
         q = start.detach().clone().requires_grad_(True)
         at_start = model(q).float()
         g_ce_random = _grad(cross_entropy(at_start, y), q, retain=False)
     second, at_start = second.detach(), at_start.detach()
+    with frozen(model):
+        composed = batch_composition(model, x, first, threat.box, unit_seed(job.plan.seed, f"batch-composition/{b}"))
     scale = first.abs().amax(1).clamp_min(1.0)
     random_output = ((first - second).abs().amax(1) > 1e-5 * scale) | (first.argmax(1) != second.argmax(1))
     probs = (first >= -1e-6).all(1) & (first <= 1 + 1e-6).all(1) & ((first.sum(1) - 1).abs() < 1e-3)
@@ -216,9 +226,15 @@ def probe_unit(job: Job, b: int) -> dict[str, Any]:
         "grad_zero_random": _np(g_ce_random.abs().amax(1) == 0),
         "margin_grad_zero": _np(g_margin_zero),
         "shattered": _np(g_margin_zero & changes),
+        "dlr_grad_zero": _np(g_dlr.abs().amax(1) == 0) if g_dlr is not None else np.zeros(rows, dtype=bool),
+        "dlr_probed": g_dlr is not None,
+        "batch_difference": _np(composed["difference"]).astype(np.float64),
+        "batch_affected": _np(composed["affected"]),
+        "autograd_in_forward": np.full(rows, composed["autograd"] is not None),
+        "autograd_call": composed["autograd"] or "",
         "seconds": time.perf_counter() - began,
-        "forwards": 3 * rows,
-        "backwards": 3 * rows,
+        "forwards": 5 * rows,
+        "backwards": (4 if g_dlr is not None else 3) * rows,
     }
 
 
@@ -347,12 +363,50 @@ def audit_unit(job: Job, spec: ThreatSpec, b: int, probe: dict[str, Any], mains:
     keep("convergence", strong, run([strong], headline, near))
     out["convergence_tried"] = _np(near)
 
+    binarization_run(job, spec, x, index, correct, out)
+
     if adaptive and job.declares_adaptive and white and first.supports_adaptive:
         res = run([first], headline, correct, False)
         out["naive_robust"] = (res["broken_by"] == ROBUST) & _np(correct)
         out["naive_attack"] = label(first)
         record("naive", res)
     return out
+
+
+def binarization_run(job: Job, spec: ThreatSpec, x: Tensor, index: Tensor, correct: Tensor, out: dict[str, Any]) -> None:
+    """The binarization test (:mod:`.binarization`, arXiv:2206.13991) of the plan's own
+    cascade at the headline budget, on the correctly classified samples among the first
+    ``BINARIZATION_SAMPLES`` of the evaluated set (untargeted: the planted class is the only
+    other one).  Adds ``binarization_tested`` / ``binarization_found`` per sample to ``out``
+    and the passes it spent to ``out["runs"]``."""
+    import dataclasses
+
+    from advlab.evaluation.binarization import BINARIZATION_SAMPLES, binarization_test
+
+    chosen = correct & (index < BINARIZATION_SAMPLES)
+    tested = np.zeros(len(x), dtype=bool)
+    found = np.zeros(len(x), dtype=bool)
+    # every batch carries the arrays (all False outside the tested samples): batches are joined
+    out["binarization_tested"] = tested
+    out["binarization_found"] = found
+    if not bool(chosen.any()):
+        return
+    threat = dataclasses.replace(spec.threat(spec.headline), targeted=False)
+
+    def attack(model: nn.Module, xs: Tensor, ys: Tensor) -> tuple[Tensor, int, int]:
+        clean = _logits(model, xs)
+        res = cascade_run(job, job.cascades[spec.key], model, xs, ys, None, threat, torch.ones_like(ys, dtype=torch.bool), False, clean)
+        return torch.as_tensor(res["broken_by"] != ROBUST), int(res["forwards"].sum()) + len(xs), int(res["backwards"].sum())
+
+    t0 = time.perf_counter()
+    rows = chosen.nonzero().squeeze(1)
+    got = binarization_test(job.model, x[rows], threat, unit_seed(job.plan.seed, f"binarization/{spec.key}/{int(index[0])}"), attack)
+    if got is None:
+        return
+    kept = _np(rows)[_np(got["kept"])]
+    tested[kept] = True
+    found[kept] = _np(got["found_mask"])
+    out["runs"]["binarization"] = {"forwards": got["forwards"], "backwards": got["backwards"], "seconds": time.perf_counter() - t0}
 
 
 def escalation_plan(job: Job, spec: ThreatSpec, actions: Sequence[str]) -> tuple[list[Member], nn.Module | None, bool]:
