@@ -38,6 +38,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from defenses import (
+    cached,  # benchmarks/defenses.py: load a saved model or build, save and reload it
+)
 
 from advlab.attacks import get_attack
 from advlab.certify import certified_radius, certify, smoothed_certify
@@ -50,7 +53,6 @@ from advlab.models import (
     build_model,
     default_cache_dir,
     load_model,
-    save_model,
     train_model,
     trained_model,
 )
@@ -64,14 +66,6 @@ def row(section: str, **values: Any) -> None:
     ROWS.append({"section": section, **values})
     cells = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
     print(f"[{section}] {cells}", flush=True)
-
-
-def cached(folder: Path, build: Any) -> torch.nn.Module:
-    if (folder / "config.json").is_file():
-        return load_model(folder)
-    model, extra = build()
-    save_model(model, folder, **extra)
-    return load_model(folder)
 
 
 def robust(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, attacks: dict[str, Any]) -> dict[str, float]:
